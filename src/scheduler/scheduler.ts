@@ -1,0 +1,392 @@
+// Shell: the account scheduler callers use (SPEC §4–5). It reads bindings and one batched load
+// snapshot from the store, lets the pure core (select.ts) decide, acquires slots in the planned
+// order, executes wait plans, writes bindings, and emits typed events. All time comes from the
+// injected clock; all randomness from the injected source.
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { Clock } from '../clock.js';
+import type { AccountConfig, SchedulerConfig, WebsocketConfig } from '../config/schema.js';
+import type { EventBus } from '../observability/events.js';
+import type { AccountRef, AccountSnapshot, CooldownReason, StateStore } from '../state/store.js';
+import {
+  decisionFor,
+  emptyPlan,
+  planBoundFastPath,
+  planForAccount,
+  planSelection,
+  sessionBindingAction,
+  type PlannedCandidate,
+  type SelectInput,
+  type SelectionPlan,
+} from './select.js';
+import { buildView, type GroupView, type SchedulerView } from './account-index.js';
+import { CooldownTracker } from './cooldown-tracker.js';
+import { RuntimeStats } from './stats.js';
+import { resolveTransport } from './transport.js';
+import type {
+  AccountStats,
+  Decision,
+  RefusalReason,
+  ScheduleOutcome,
+  ScheduleRequest,
+  Scheduler,
+  SlotLease,
+  TransportDecision,
+  TransportReason,
+} from './types.js';
+import { runWaitPlan, timerSleep, type Sleep, type WaitDeps } from './wait.js';
+
+export interface AccountSchedulerOptions {
+  store: StateStore;
+  clock: Clock;
+  bus: EventBus;
+  accounts: readonly AccountConfig[];
+  scheduler: SchedulerConfig;
+  websocket: WebsocketConfig;
+  /** Uniform [0, 1): jitter and the entropy of anonymous requests. Default Math.random. */
+  random?: () => number;
+  /** Pause between wait-plan retries. Default: a timer that ends early on abort. */
+  sleep?: Sleep;
+}
+
+/** Retry-After for capacity refusals: about one backoff cap. */
+export const CAPACITY_RETRY_AFTER_MS = 2_000;
+
+const REFUSAL_MESSAGES: Record<RefusalReason, string> = {
+  no_compatible_account: 'No upstream account can serve this request right now.',
+  queue_full: 'Every suitable upstream account is busy and its wait queue is full.',
+  wait_timeout: 'Timed out waiting for a free upstream account.',
+  aborted: 'The request was cancelled while waiting for an upstream account.',
+};
+
+/** One select / acquireOn call in progress. */
+interface Run {
+  started: number;
+  /** Its `select` event was emitted. */
+  reported: boolean;
+}
+
+/** A held slot; release() runs the store call once, whatever the number of callers. */
+class StoreLease implements SlotLease {
+  private released: Promise<void> | null = null;
+  constructor(readonly accountId: string, readonly leaseId: string, private readonly store: StateStore) {}
+  release(): Promise<void> {
+    this.released ??= this.store.releaseSlot(this.accountId, this.leaseId);
+    return this.released;
+  }
+}
+
+export class AccountScheduler implements Scheduler {
+  private readonly store: StateStore;
+  private readonly clock: Clock;
+  private readonly bus: EventBus;
+  private readonly random: () => number;
+  private readonly sleep: Sleep;
+  private readonly runtime: RuntimeStats;
+  private readonly waitDeps: WaitDeps;
+  private cfg: SchedulerView;
+  private readonly cooldowns: CooldownTracker;
+  private seq = 0;
+
+  constructor(opts: AccountSchedulerOptions) {
+    this.store = opts.store;
+    this.clock = opts.clock;
+    this.bus = opts.bus;
+    this.random = opts.random ?? Math.random;
+    this.sleep = opts.sleep ?? timerSleep;
+    this.cooldowns = new CooldownTracker(opts.clock, opts.bus);
+    this.cfg = buildView(opts.accounts, opts.scheduler, opts.websocket);
+    this.runtime = new RuntimeStats({
+      clock: opts.clock,
+      halfLifeMs: opts.scheduler.statsHalfLifeMs,
+      accountIds: opts.accounts.map((a) => a.id),
+    });
+    this.waitDeps = {
+      store: this.store,
+      clock: this.clock,
+      sleep: this.sleep,
+      random: this.random,
+      tryAcquire: (id, max) => this.tryAcquire(id, max),
+      onStoreError: (op) => this.bus.emit({ type: 'store_error', op }),
+    };
+  }
+
+  async select(req: ScheduleRequest, signal?: AbortSignal): Promise<ScheduleOutcome> {
+    const run: Run = { started: performance.now(), reported: false };
+    const cfg = this.cfg;
+    this.sweepCooldowns();
+    if (signal?.aborted) return this.refused('aborted', 0, decisionFor(emptyPlan(), null, 0));
+    try {
+      const group = cfg.byGroup.get(req.group) ?? { accounts: [], refs: [] };
+      const [previousAccount, sessionAccount] = await Promise.all([
+        req.previousResponseId ? this.store.getResponseBinding(req.group, req.previousResponseId) : null,
+        req.sessionHash ? this.store.getSessionBinding(req.group, req.sessionHash) : null,
+      ]);
+
+      const boundRefs = this.boundRefs(cfg, req.group, previousAccount, sessionAccount);
+      if (boundRefs.length > 0) {
+        const load = await this.store.snapshot(boundRefs);
+        const fast = planBoundFastPath(this.input(cfg, req, group, load, previousAccount, sessionAccount));
+        if (fast) {
+          // The binding is written while the slot is being acquired (one round trip for both).
+          // Harmless if the slot is not granted: the full plan then either picks the same bound
+          // account again or rebinds the session to whatever it chooses.
+          const binding = this.applyBinding(req, fast.candidates[0]);
+          const got = await this.tryCandidates(fast);
+          await binding;
+          if (got) return this.acquired(req, run, fast, got.candidate, got.lease, true);
+        }
+      }
+
+      const load = await this.store.snapshot(group.refs);
+      const plan = planSelection(this.input(cfg, req, group, load, previousAccount, sessionAccount));
+      if (plan.deleteSessionBinding && req.sessionHash) {
+        const hash = req.sessionHash;
+        await this.bestEffort('deleteSessionBinding', () => this.store.deleteSessionBinding(req.group, hash));
+      }
+      if (plan.refusal) {
+        const decision = decisionFor(plan, null, performance.now() - run.started);
+        this.emitSelect(run, decision, 'error');
+        return { kind: 'refused', reason: plan.refusal.reason, retryAfterMs: plan.refusal.retryAfterMs, decision, message: plan.refusal.message };
+      }
+      return await this.execute(req, run, plan, signal);
+    } catch (err) {
+      if (!run.reported) this.emitSelect(run, decisionFor(emptyPlan(), null, performance.now() - run.started), 'error');
+      throw err;
+    }
+  }
+
+  async acquireOn(accountId: string, req: ScheduleRequest, signal?: AbortSignal): Promise<ScheduleOutcome> {
+    const run: Run = { started: performance.now(), reported: false };
+    const cfg = this.cfg;
+    const account = cfg.byId.get(accountId);
+    const refuse = (): ScheduleOutcome => {
+      const decision = decisionFor(emptyPlan(), null, performance.now() - run.started);
+      this.emitSelect(run, decision, 'error');
+      return this.refused('no_compatible_account', 0, decision);
+    };
+    if (!account || account.group !== req.group) return refuse();
+    if (signal?.aborted) return this.refused('aborted', 0, decisionFor(emptyPlan(), null, 0));
+    const flags = await this.store.getFlags(accountId);
+    const resolved = resolveTransport(account, cfg.websocket, flags, this.clock.now());
+    if (resolved.transport === null) return refuse();
+    // The live upstream socket decides the transport of a chained turn, not the resolver.
+    const candidate: PlannedCandidate = {
+      account,
+      transport: req.requiredTransport === 'ws' ? 'ws' : resolved.transport,
+      transportReason: resolved.reason as TransportReason,
+      layer: 'previous_response_id',
+    };
+    const { timeoutMs, maxWaiting } = cfg.scheduler.stickyWait;
+    return this.execute(req, run, planForAccount(candidate, { timeoutMs, maxWaiting }), signal);
+  }
+
+  /**
+   * One finished turn. Callers report account failures only: a 4xx caused by the request itself
+   * (bad input) is the client's fault and must not be reported as `success: false`.
+   */
+  reportResult(accountId: string, success: boolean, ttftMs: number | null): void {
+    const s = this.runtime.report(accountId, success, ttftMs);
+    if (s) this.bus.emit({ type: 'account_stats', account: accountId, errorRate: s.errorRate, ttftMs: s.ttftMs });
+  }
+
+  reportSwitch(fromAccount: string): void {
+    this.bus.emit({ type: 'switch', fromAccount });
+  }
+
+  async bindResponse(group: string, responseId: string, accountId: string): Promise<void> {
+    await this.store.setResponseBinding(group, responseId, accountId, this.cfg.scheduler.responseBindingTtlSeconds * 1000);
+  }
+
+  async resolveTransport(accountId: string): Promise<TransportDecision> {
+    const account = this.cfg.byId.get(accountId);
+    if (!account) return { transport: null, reason: 'account_disabled' };
+    return resolveTransport(account, this.cfg.websocket, await this.store.getFlags(accountId), this.clock.now());
+  }
+
+  async markRateLimited(accountId: string, untilMs: number | null): Promise<void> {
+    const now = this.clock.now();
+    const until = untilMs !== null && untilMs > now ? untilMs : now + this.cfg.scheduler.cooldown.rateLimitMs;
+    await this.setCooldown(accountId, until, 'rate_limited');
+  }
+
+  async markServerError(accountId: string): Promise<void> {
+    await this.setCooldown(accountId, this.clock.now() + this.cfg.scheduler.cooldown.serverErrorMs, 'server_error');
+  }
+
+  /** Disabled until an operator enables it again (setAccountEnabled). */
+  async markUnauthorized(accountId: string): Promise<void> {
+    await this.store.setDisabled(accountId, true);
+    this.cooldowns.set(accountId, 'unauthorized', 'unauthorized', Infinity);
+  }
+
+  async markWsUnsupported(accountId: string): Promise<void> {
+    const until = this.clock.now() + this.cfg.scheduler.cooldown.wsUnsupportedMs;
+    await this.store.setWsUnsupported(accountId, until);
+    this.cooldowns.set(accountId, 'ws_unsupported', 'ws_unsupported', until);
+  }
+
+  /** Operator action (admin API): enabling also clears a run-time disable and any cooldown. */
+  async setAccountEnabled(accountId: string, enabled: boolean): Promise<void> {
+    await this.store.setDisabled(accountId, !enabled);
+    if (!enabled) return;
+    await this.store.clearCooldown(accountId);
+    for (const kind of ['unauthorized', 'cooldown'] as const) this.cooldowns.lift(accountId, kind);
+  }
+
+  accounts(): readonly AccountConfig[] {
+    return this.cfg.accounts;
+  }
+
+  updateConfig(accounts: readonly AccountConfig[], scheduler: SchedulerConfig, websocket: WebsocketConfig): void {
+    this.cfg = buildView(accounts, scheduler, websocket);
+    this.runtime.reconfigure(accounts.map((a) => a.id), scheduler.statsHalfLifeMs);
+  }
+
+  stats(accountId: string): AccountStats {
+    return this.runtime.get(accountId);
+  }
+
+  /** Emits `cooldown active:false` for the cooldowns this instance set that have passed. */
+  sweepCooldowns(): void {
+    this.cooldowns.sweep();
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  private input(
+    cfg: SchedulerView,
+    request: ScheduleRequest,
+    group: GroupView,
+    load: ReadonlyMap<string, AccountSnapshot>,
+    previousResponseAccount: string | null,
+    sessionAccount: string | null,
+  ): SelectInput {
+    return {
+      request,
+      snapshot: {
+        accounts: group.accounts,
+        load,
+        stats: this.runtime.snapshot(),
+        previousResponseAccount,
+        sessionAccount,
+      },
+      scheduler: cfg.scheduler,
+      websocket: cfg.websocket,
+      nowMs: this.clock.now(),
+      entropy: this.entropy(),
+      accountIndex: cfg.byId,
+    };
+  }
+
+  /** Time, a counter and randomness: anonymous requests must not all start on one account. */
+  private entropy(): bigint {
+    const now = BigInt(Math.floor(this.clock.now()));
+    const noise = BigInt(Math.floor(this.random() * 0x1_0000_0000));
+    this.seq = (this.seq + 1) & 0xffff;
+    return ((now << 16n) ^ BigInt(this.seq) ^ (noise << 40n)) & 0xffff_ffff_ffff_ffffn;
+  }
+
+  private boundRefs(cfg: SchedulerView, group: string, ...ids: (string | null)[]): AccountRef[] {
+    const refs: AccountRef[] = [];
+    for (const id of ids) {
+      if (id === null || refs.some((r) => r.id === id)) continue;
+      const a = cfg.byId.get(id);
+      if (a && a.group === group) refs.push({ id, max: a.concurrency });
+    }
+    return refs;
+  }
+
+  private async tryAcquire(accountId: string, max: number): Promise<SlotLease | null> {
+    const leaseId = randomUUID();
+    const ok = await this.store.acquireSlot(accountId, leaseId, max);
+    return ok ? new StoreLease(accountId, leaseId, this.store) : null;
+  }
+
+  private async tryCandidates(plan: SelectionPlan): Promise<{ candidate: PlannedCandidate; lease: SlotLease } | null> {
+    for (const candidate of plan.candidates) {
+      const lease = await this.tryAcquire(candidate.account.id, candidate.account.concurrency);
+      if (lease) return { candidate, lease };
+    }
+    return null;
+  }
+
+  /** Acquire in plan order; none free → the wait plan. */
+  private async execute(req: ScheduleRequest, run: Run, plan: SelectionPlan, signal?: AbortSignal): Promise<ScheduleOutcome> {
+    const got = await this.tryCandidates(plan);
+    if (got) return this.acquired(req, run, plan, got.candidate, got.lease, false);
+    const wait = plan.waitPlan;
+    const decision = decisionFor(plan, wait?.candidate ?? null, performance.now() - run.started);
+    if (!wait) {
+      this.emitSelect(run, decision, 'error');
+      return this.refused('no_compatible_account', 0, decision);
+    }
+    // From here the decision names the account waited on, whatever the wait's outcome.
+    this.emitSelect(run, decision, 'wait');
+    const result = await runWaitPlan(this.waitDeps, wait, signal);
+    if (result.kind === 'refused') {
+      return this.refused(result.reason, result.reason === 'aborted' ? 0 : CAPACITY_RETRY_AFTER_MS, decision);
+    }
+    await this.applyBinding(req, wait.candidate);
+    return { kind: 'acquired', account: wait.candidate.account, transport: wait.candidate.transport, lease: result.lease, decision, waitedMs: result.waitedMs };
+  }
+
+  private async acquired(
+    req: ScheduleRequest,
+    run: Run,
+    plan: SelectionPlan,
+    candidate: PlannedCandidate,
+    lease: SlotLease,
+    alreadyBound: boolean,
+  ): Promise<ScheduleOutcome> {
+    if (!alreadyBound) await this.applyBinding(req, candidate);
+    const decision = decisionFor(plan, candidate, performance.now() - run.started);
+    this.emitSelect(run, decision, 'acquired');
+    return { kind: 'acquired', account: candidate.account, transport: candidate.transport, lease, decision, waitedMs: 0 };
+  }
+
+  /** The session follows the account that got the slot; a sticky hit only extends its TTL. */
+  private async applyBinding(req: ScheduleRequest, candidate: PlannedCandidate): Promise<void> {
+    const hash = req.sessionHash;
+    if (!hash) return;
+    const ttlMs = this.cfg.scheduler.stickySessionTtlSeconds * 1000;
+    if (sessionBindingAction(candidate.layer) === 'refresh') {
+      await this.bestEffort('refreshSessionBinding', () => this.store.refreshSessionBinding(req.group, hash, ttlMs));
+    } else {
+      await this.bestEffort('setSessionBinding', () => this.store.setSessionBinding(req.group, hash, candidate.account.id, ttlMs));
+    }
+  }
+
+  /** Binding writes never fail a turn: the slot is held, the binding is an optimisation. */
+  private async bestEffort(op: string, fn: () => Promise<unknown>): Promise<void> {
+    try {
+      await fn();
+    } catch {
+      this.bus.emit({ type: 'store_error', op });
+    }
+  }
+
+  private refused(reason: RefusalReason, retryAfterMs: number, decision: Decision): ScheduleOutcome {
+    return { kind: 'refused', reason, retryAfterMs, decision, message: REFUSAL_MESSAGES[reason] };
+  }
+
+  /** One `select` event per call: the outcome of the deciding phase, before any waiting. */
+  private emitSelect(run: Run, d: Decision, result: 'acquired' | 'wait' | 'error'): void {
+    run.reported = true;
+    this.bus.emit({
+      type: 'select',
+      layer: d.layer,
+      result,
+      durationMs: d.latencyMs,
+      candidateCount: d.candidateCount,
+      loadSkew: d.loadSkew,
+      stickyPreviousHit: d.stickyPreviousHit,
+      stickySessionHit: d.stickySessionHit,
+    });
+  }
+
+  private async setCooldown(accountId: string, untilMs: number, reason: CooldownReason): Promise<void> {
+    await this.store.setCooldown(accountId, untilMs, reason);
+    this.cooldowns.set(accountId, 'cooldown', reason, untilMs);
+  }
+}
