@@ -1,0 +1,578 @@
+// Shell: one client Responses WebSocket (SPEC §6). A state machine: waiting for the first frame →
+// idle ⇄ turn in flight → closed. The client socket is pinned to one upstream socket (and so one
+// account) for as long as its `store:false` chain lives; only unchained turns may move.
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import type WebSocket from 'ws';
+import type { Config, AccountConfig } from '../config/schema.js';
+import type { Clock } from '../clock.js';
+import { RelayError, toErrorFrame, type ErrorCode } from '../errors.js';
+import type { EventBus } from '../observability/events.js';
+import type { Logger } from '../observability/logger.js';
+import type { Scheduler, ScheduleOutcome, ScheduleRequest, SlotLease } from '../scheduler/types.js';
+import { classifyErrorEvent, connectFailure, rateLimitResetMs, type UpstreamFailure } from '../upstream/failure.js';
+import { scrubCredential } from '../upstream/scrub.js';
+import { responsesWsTarget, type IncomingHeaders } from '../upstream/target.js';
+import { connectUpstreamWs, type UpstreamWs } from '../upstream/ws-upstream.js';
+import type { HttpUpstream } from '../upstream/http-sse-upstream.js';
+import { clientWritable, HttpBridge, type BridgeReason } from './bridge.js';
+import { carriesError, classifyEvent, type ClassifiedEvent } from './events.js';
+import { parseClientFrame, type CreateFrame } from './frames.js';
+import { applyAccountAction, refusalError } from './outcomes.js';
+
+export interface SessionIdentity {
+  /** Log/metrics id of the session (not secret). */
+  id: string;
+  /** Client key's name or short hash (never the key). */
+  clientName: string;
+  group: string;
+  /** Upgrade request headers (authorization already consumed; never forwarded). */
+  headers: IncomingHeaders;
+}
+
+export interface SessionDeps {
+  config(): Config;
+  scheduler: Scheduler;
+  clock: Clock;
+  bus: EventBus;
+  log: Logger;
+  sessionHash(group: string, headers: IncomingHeaders, body: Record<string, unknown>): string | null;
+  onClosed(session: ResponsesSession): void;
+  /** HTTP/SSE upstream for the fallback bridge (SPEC §4, §6); absent = turns are never bridged. */
+  upstream?: HttpUpstream;
+}
+
+type AttemptEnd =
+  | { kind: 'terminal'; ev: ClassifiedEvent }
+  | { kind: 'failed_before_output'; failure: UpstreamFailure }
+  | { kind: 'broken' }
+  | { kind: 'upstream_timeout' }
+  | { kind: 'client_gone' };
+type AttemptResult = AttemptEnd & { ttftMs: number | null; responseId: string | null };
+type ServeResult = { kind: 'done' } | { kind: 'moveable_failure'; failure: UpstreamFailure };
+
+interface ActiveTurn {
+  conn: UpstreamWs;
+  account: AccountConfig;
+  /** The turn's slot: released the moment its terminal event goes out (release is idempotent). */
+  lease: SlotLease;
+  sentAt: number;
+  ttftMs: number | null;
+  forwarded: number;
+  responseId: string | null;
+  /** websocket.upstreamIdleTimeoutMs, re-armed by every upstream event of the turn. */
+  idleTimer: NodeJS.Timeout | null;
+  resolve(r: AttemptEnd): void;
+}
+
+export class ResponsesSession {
+  private conn: UpstreamWs | null = null;
+  private turn: ActiveTurn | null = null;
+  private busy = false;
+  /** Generation of the turn that owns `busy`: an older turn's clean-up must not touch a newer one's state. */
+  private turnGen = 0;
+  private closed = false;
+  private model: string | null = null;
+  private turnNo = 0;
+  private messagesIn = 0;
+  private messagesOut = 0;
+  private pausedForClient = false;
+  private corked = false;
+  private hashMemo: { field: unknown; hash: string | null } | null = null;
+  private firstTimer: NodeJS.Timeout | null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private readonly abort = new AbortController();
+  private readonly startedAt: number;
+  private idleWaiters: Array<() => void> = [];
+  /** Created by the first turn that needs HTTP/SSE upstream; keeps the bridged transcript. */
+  private bridge: HttpBridge | null = null;
+
+  constructor(private readonly ws: WebSocket, readonly identity: SessionIdentity, private readonly deps: SessionDeps) {
+    this.startedAt = deps.clock.now();
+    const wsCfg = deps.config().websocket;
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.clientOnMessage(data, isBinary));
+    ws.on('close', () => this.clientOnClose());
+    ws.on('error', () => {});
+    (ws as unknown as { _socket?: NodeJS.EventEmitter })._socket?.on('drain', () => this.clientOnDrain());
+    this.firstTimer = setTimeout(() => this.fail('SY_ERR_FIRST_MESSAGE_TIMEOUT'), wsCfg.firstMessageTimeoutMs);
+    deps.bus.emit({ type: 'gauge', name: 'ws_sessions_active', delta: 1 });
+    deps.log.info({ event: 'session_start', client: identity.clientName, group: identity.group }, 'session start');
+  }
+
+  /** True while a turn is being scheduled or served. */
+  get inFlight(): boolean {
+    return this.busy;
+  }
+
+  /** Resolves when no turn is in flight (graceful drain). */
+  whenIdle(): Promise<void> {
+    if (!this.busy) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  /** Close from the relay's side (shutdown 1001, idle 1000, errors). */
+  close(code: number, reason = ''): void {
+    if (this.closed) return;
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      this.ws.terminate();
+    }
+  }
+
+  /** Drops the connection without waiting for the client's side of the close handshake. */
+  terminate(): void {
+    if (!this.closed) this.ws.terminate();
+  }
+
+  // ---- client side -------------------------------------------------------------------------
+
+  private clientOnMessage(data: Buffer, isBinary: boolean): void {
+    this.messagesIn++;
+    if (this.firstTimer) {
+      clearTimeout(this.firstTimer);
+      this.firstTimer = null;
+    }
+    const cfg = this.deps.config();
+    const frame = parseClientFrame(data, isBinary, cfg.websocket.maxMessageBytes);
+    if (frame.kind === 'invalid') return this.fail(frame.error, frame.message);
+    if (frame.kind === 'cancel') {
+      this.conn?.send(frame.raw);
+      return;
+    }
+    const model = frame.model ?? this.model;
+    if (model === null) return this.fail('SY_ERR_MISSING_MODEL');
+    if (this.busy) return this.sendError(new RelayError('SY_ERR_IN_FLIGHT'));
+    this.model = model;
+    this.busy = true;
+    const gen = ++this.turnGen;
+    this.clearIdle();
+    this.runTurn(frame, model)
+      .catch((err: unknown) => {
+        this.deps.log.error({ err: err instanceof Error ? err.message : String(err) }, 'turn crashed');
+        this.fail('SY_ERR_INTERNAL');
+      })
+      .finally(() => {
+        if (gen === this.turnGen) this.settleIdle();
+      });
+  }
+
+  /** No turn in flight any more: the client may send the next one; drain waiters may proceed. */
+  private settleIdle(): void {
+    if (!this.busy) return;
+    this.busy = false;
+    for (const w of this.idleWaiters.splice(0)) w();
+    this.armIdle();
+  }
+
+  private clientOnClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    if (this.firstTimer) clearTimeout(this.firstTimer);
+    this.clearIdle();
+    this.turn?.resolve({ kind: 'client_gone' });
+    this.dropUpstream();
+    const d = this.deps;
+    d.bus.emit({ type: 'gauge', name: 'ws_sessions_active', delta: -1 });
+    this.flushMessageCounts();
+    d.log.info({ event: 'session_end', turns: this.turnNo, durationMs: d.clock.now() - this.startedAt }, 'session end');
+    d.onClosed(this);
+  }
+
+  private clientOnDrain(): void {
+    if (this.pausedForClient && this.ws.bufferedAmount < this.deps.config().websocket.maxBufferedBytes / 2) {
+      this.pausedForClient = false;
+      this.conn?.resume();
+    }
+  }
+
+  private forward(data: Buffer, isBinary: boolean): void {
+    if (this.closed) return;
+    this.corkClient();
+    this.ws.send(data, isBinary ? BINARY_FRAME : TEXT_FRAME);
+    this.messagesOut++;
+    if (!this.pausedForClient && this.ws.bufferedAmount > this.deps.config().websocket.maxBufferedBytes && this.conn) {
+      this.pausedForClient = true;
+      this.conn.pause();
+    }
+  }
+
+  /**
+   * Upstream frames come in bursts (one TCP read holds many, all handled in one tick): holding
+   * the client socket's writes until the tick ends sends a burst in one writev, not one per frame.
+   */
+  private corkClient(): void {
+    if (this.corked) return;
+    const socket = (this.ws as unknown as { _socket?: Duplex })._socket;
+    if (!socket) return;
+    this.corked = true;
+    socket.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      socket.uncork();
+    });
+  }
+
+  private sendError(err: RelayError): void {
+    if (this.closed) return;
+    const { frame, close, reason } = toErrorFrame(err);
+    this.ws.send(frame);
+    this.messagesOut++;
+    if (close !== null) this.close(close, reason);
+  }
+
+  private fail(code: ErrorCode, message?: string): void {
+    this.sendError(new RelayError(code, message));
+  }
+
+  private armIdle(): void {
+    if (this.closed) return;
+    this.clearIdle();
+    this.idleTimer = setTimeout(() => this.close(1000, 'idle timeout'), this.deps.config().websocket.idleTimeoutMs);
+  }
+
+  private clearIdle(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+  }
+
+  private flushMessageCounts(): void {
+    const bus = this.deps.bus;
+    if (this.messagesIn) bus.emit({ type: 'ws_message', direction: 'client_in', count: this.messagesIn });
+    if (this.messagesOut) bus.emit({ type: 'ws_message', direction: 'client_out', count: this.messagesOut });
+    this.messagesIn = 0;
+    this.messagesOut = 0;
+  }
+
+  // ---- upstream side -----------------------------------------------------------------------
+
+  private upstreamOnMessage(conn: UpstreamWs, data: Buffer, isBinary: boolean): void {
+    if (conn !== this.conn) return;
+    const t = this.turn;
+    if (!t || t.conn !== conn) {
+      // Between turns: an `error` here (e.g. the 60-minute cap) would be read by the client as the
+      // answer to its next request, so only harmless notices are passed on.
+      if (classifyEvent(data, false).type !== 'error') this.forward(data, isBinary);
+      return;
+    }
+    t.idleTimer?.refresh();
+    const ev = classifyEvent(data, t.responseId === null);
+    if (t.forwarded === 0 && ev.type === 'error') {
+      const failure = this.errorFailure(ev);
+      if (failure.retryable) return t.resolve({ kind: 'failed_before_output', failure });
+    }
+    // Only error events can quote a credential back; every other frame passes untouched.
+    if (ev.terminal) void releaseQuietly(t.lease);
+    this.forward(carriesError(ev) ? scrubCredential(data, t.account.apiKey) : data, isBinary);
+    t.forwarded++;
+    if (ev.output && t.ttftMs === null) t.ttftMs = performance.now() - t.sentAt;
+    if (ev.responseId !== null && ev.responseId !== t.responseId) {
+      t.responseId = ev.responseId;
+      conn.responseIds.add(ev.responseId);
+      this.deps.scheduler.bindResponse(this.identity.group, ev.responseId, t.account.id).catch(() => {});
+    }
+    if (ev.terminal) {
+      // The client may send its next request as soon as it reads this event (Codex and the SDK
+      // do): the slot and the in-flight flag are freed now, not after the turn's bookkeeping.
+      t.resolve({ kind: 'terminal', ev });
+      this.settleIdle();
+    }
+  }
+
+  private upstreamOnClose(conn: UpstreamWs): void {
+    this.deps.bus.emit({ type: 'gauge', name: 'upstream_ws_connections', delta: -1 });
+    if (conn === this.conn) this.conn = null;
+    const t = this.turn;
+    if (t && t.conn === conn) {
+      t.resolve(t.forwarded === 0 ? { kind: 'failed_before_output', failure: connectFailure('upstream closed before the first event') } : { kind: 'broken' });
+    }
+  }
+
+  private dropUpstream(): void {
+    const c = this.conn;
+    this.conn = null;
+    this.pausedForClient = false;
+    c?.close(1000);
+  }
+
+  private async openUpstream(account: AccountConfig): Promise<{ ok: true; conn: UpstreamWs } | { ok: false; failure: UpstreamFailure }> {
+    const cfg = this.deps.config().websocket;
+    const target = responsesWsTarget(account, this.identity.headers);
+    const r = await connectUpstreamWs({
+      account,
+      url: target.url,
+      headers: target.headers,
+      timeoutMs: cfg.upstreamConnectTimeoutMs,
+      maxPayload: Math.max(cfg.maxMessageBytes, 64 * 1024 * 1024),
+      nowMs: () => this.deps.clock.now(),
+      handlers: {
+        onMessage: (c, d, b) => this.upstreamOnMessage(c, d, b),
+        onClose: (c) => this.upstreamOnClose(c),
+      },
+    });
+    if (!r.ok) return r;
+    this.deps.bus.emit({ type: 'gauge', name: 'upstream_ws_connections', delta: 1 });
+    if (this.closed) {
+      r.conn.close(1000);
+      return { ok: false, failure: connectFailure('client gone') };
+    }
+    if (this.conn && this.conn !== r.conn) this.dropUpstream();
+    this.conn = r.conn;
+    return { ok: true, conn: r.conn };
+  }
+
+  /** Sends the frame on `conn` and resolves when the turn ends there. */
+  private attempt(frame: CreateFrame, account: AccountConfig, conn: UpstreamWs, lease: SlotLease): Promise<AttemptResult> {
+    return new Promise<AttemptResult>((resolve) => {
+      const turn: ActiveTurn = {
+        conn,
+        account,
+        lease,
+        sentAt: performance.now(),
+        ttftMs: null,
+        forwarded: 0,
+        responseId: null,
+        idleTimer: null,
+        resolve: (r) => {
+          if (this.turn !== turn) return;
+          this.turn = null;
+          if (turn.idleTimer) clearTimeout(turn.idleTimer);
+          resolve({ ...r, ttftMs: turn.ttftMs, responseId: turn.responseId });
+        },
+      };
+      this.turn = turn;
+      if (this.closed) return turn.resolve({ kind: 'client_gone' });
+      // Codex's stream_idle_timeout: an upstream gone quiet must not hold the session and its slot
+      // forever. The socket is closed first, so late events of this turn never reach the client.
+      turn.idleTimer = setTimeout(() => {
+        if (conn === this.conn) this.dropUpstream();
+        else conn.close(1000);
+        turn.resolve({ kind: 'upstream_timeout' });
+      }, this.deps.config().websocket.upstreamIdleTimeoutMs);
+      if (!conn.send(frame.raw)) turn.resolve({ kind: 'failed_before_output', failure: connectFailure('upstream socket closed') });
+    });
+  }
+
+  // ---- one turn ----------------------------------------------------------------------------
+
+  private async runTurn(frame: CreateFrame, model: string): Promise<void> {
+    const turnNo = ++this.turnNo;
+    const d = this.deps;
+    const cfg = d.config();
+    const req: ScheduleRequest = {
+      group: this.identity.group,
+      sessionHash: this.sessionHashOf(frame.body),
+      previousResponseId: frame.previousResponseId,
+      model,
+      requiredTransport: 'ws',
+      excluded: new Set<string>(),
+    };
+    const log = (fields: Record<string, unknown>) => d.log.info({ event: 'turn', turn: turnNo, transport: 'ws', ...fields }, 'turn');
+
+    // A chain the bridge produced lives in the bridge's transcript, not on any upstream socket.
+    if (frame.previousResponseId !== null && this.bridge?.knows(frame.previousResponseId)) {
+      return this.runBridged(frame, model, 'chained_bridge', turnNo);
+    }
+
+    // A store:false chain lives only in the memory of the upstream socket that produced it.
+    if (frame.previousResponseId !== null && !frame.store) {
+      const conn = this.conn;
+      if (!conn || !conn.alive || !conn.responseIds.has(frame.previousResponseId)) {
+        log({ outcome: 'previous_response_not_found', layer: 'previous_response_id' });
+        return this.sendError(new RelayError('SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND'));
+      }
+      const outcome = await d.scheduler.acquireOn(conn.account.id, req, this.abort.signal);
+      if (outcome.kind === 'refused') return this.refuse(outcome, 0, null, log);
+      const result = await this.serve(frame, outcome, conn, log, 0);
+      if (result.kind === 'moveable_failure') {
+        // The chain cannot move: drop the socket so the client replays the full history elsewhere.
+        this.dropUpstream();
+        this.sendError(new RelayError('SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND'));
+      }
+      return;
+    }
+
+    const excluded = req.excluded as Set<string>;
+    let lastFailure: UpstreamFailure | null = null;
+    // A switch is counted when the turn actually lands on another account, not when one fails.
+    let switchingFrom: string | null = null;
+    for (let switches = 0; ; switches++) {
+      if (this.closed) return;
+      const outcome = await d.scheduler.select(req, this.abort.signal);
+      if (outcome.kind === 'acquired' && switchingFrom !== null) {
+        d.scheduler.reportSwitch(switchingFrom);
+        switchingFrom = null;
+      }
+      if (outcome.kind === 'refused') {
+        if (outcome.reason === 'no_compatible_account' && cfg.websocket.httpFallback && d.upstream && !this.closed) {
+          return this.runBridged(frame, model, 'no_ws_account', turnNo);
+        }
+        return this.refuse(outcome, switches, lastFailure, log);
+      }
+      let conn = this.conn && this.conn.alive && this.conn.account.id === outcome.account.id ? this.conn : null;
+      if (!conn) {
+        const opened = await this.openUpstream(outcome.account);
+        if (!opened.ok) {
+          await outcome.lease.release();
+          if (this.closed) return;
+          lastFailure = opened.failure;
+          await applyAccountAction(d.scheduler, outcome.account.id, opened.failure);
+          d.scheduler.reportResult(outcome.account.id, false, null);
+          log({ account: outcome.account.id, layer: outcome.decision.layer, outcome: 'upstream_connect_failed', detail: opened.failure.detail, switches });
+          if (!this.mayMove(opened.failure, switches, cfg)) return this.allFailed(opened.failure);
+          excluded.add(outcome.account.id);
+          switchingFrom = outcome.account.id;
+          continue;
+        }
+        conn = opened.conn;
+      }
+      const result = await this.serve(frame, outcome, conn, log, switches);
+      if (result.kind === 'done') return;
+      lastFailure = result.failure;
+      if (!this.mayMove(lastFailure, switches, cfg)) return this.allFailed(lastFailure);
+      // The upstream answered this turn with an error before any output: its socket's state is
+      // suspect, and the turn carries no chain, so it moves to a fresh socket on another account.
+      this.dropUpstream();
+      excluded.add(outcome.account.id);
+      switchingFrom = outcome.account.id;
+    }
+  }
+
+  /**
+   * The session key comes from the session's fixed upgrade headers or, without one, from the
+   * body's `prompt_cache_key` (SPEC §5): the hash (a SHA-256) is computed again only when that
+   * field changes, not on every turn.
+   */
+  private sessionHashOf(body: Record<string, unknown>): string | null {
+    const field = body.prompt_cache_key;
+    const memo = this.hashMemo;
+    if (memo !== null && memo.field === field) return memo.hash;
+    const hash = this.deps.sessionHash(this.identity.group, this.identity.headers, body);
+    this.hashMemo = { field, hash };
+    return hash;
+  }
+
+  /** An upstream error event → account action; a 429 cools down until the reset its headers give. */
+  private errorFailure(ev: ClassifiedEvent): UpstreamFailure {
+    const e = ev.error;
+    const until = e?.headers ? rateLimitResetMs(e.headers, this.deps.clock.now()) : null;
+    return classifyErrorEvent(e?.status ?? null, e?.code ?? null, e?.type ?? null, until);
+  }
+
+  /** Serves the turn over HTTP/SSE upstream through the session's bridge (created on first use). */
+  private async runBridged(frame: CreateFrame, model: string, reason: BridgeReason, turnNo: number): Promise<void> {
+    const d = this.deps;
+    const id = this.identity;
+    this.bridge ??= new HttpBridge({
+      config: d.config,
+      scheduler: d.scheduler,
+      clock: d.clock,
+      bus: d.bus,
+      log: d.log,
+      upstream: d.upstream!,
+      group: id.group,
+      headers: id.headers,
+      sessionHash: (body) => d.sessionHash(id.group, id.headers, body),
+      send: (data) => {
+        this.forward(Buffer.from(data), false);
+        return clientWritable(this.ws, d.config().websocket.maxBufferedBytes);
+      },
+      close: (code, reason) => this.close(code, reason),
+      signal: this.abort.signal,
+    });
+    await this.bridge.runTurn(frame, model, reason, turnNo);
+    this.flushMessageCounts();
+  }
+
+  private mayMove(f: UpstreamFailure | null, switches: number, cfg: Config): boolean {
+    return f !== null && f.retryable && switches < cfg.scheduler.maxAccountSwitches && !this.closed;
+  }
+
+  /**
+   * Runs one attempt with an acquired slot, releases the slot, reports the result.
+   * Returns 'moveable_failure' when the upstream failed before anything reached the client.
+   */
+  private async serve(
+    frame: CreateFrame,
+    outcome: Extract<ScheduleOutcome, { kind: 'acquired' }>,
+    conn: UpstreamWs,
+    log: (f: Record<string, unknown>) => void,
+    switches: number,
+  ): Promise<ServeResult> {
+    const d = this.deps;
+    const account = outcome.account;
+    const base = { account: account.id, layer: outcome.decision.layer, reason: outcome.decision.transportReason, switches, waitedMs: outcome.waitedMs };
+    let result: AttemptResult;
+    try {
+      result = await this.attempt(frame, account, conn, outcome.lease);
+    } finally {
+      await releaseQuietly(outcome.lease);
+    }
+    const ttft = result.ttftMs;
+    if (result.kind === 'client_gone') {
+      log({ ...base, outcome: 'client_gone' });
+      d.bus.emit({ type: 'turn', account: account.id, transport: 'ws', outcome: 'client_gone', ttftMs: null });
+      return { kind: 'done' };
+    }
+    if (result.kind === 'failed_before_output') {
+      await applyAccountAction(d.scheduler, account.id, result.failure);
+      d.scheduler.reportResult(account.id, false, null);
+      log({ ...base, outcome: 'upstream_failed', detail: result.failure.detail });
+      d.bus.emit({ type: 'turn', account: account.id, transport: 'ws', outcome: 'upstream_error', ttftMs: null });
+      return { kind: 'moveable_failure', failure: result.failure };
+    }
+    if (result.kind === 'broken' || result.kind === 'upstream_timeout') {
+      const broken = result.kind === 'broken';
+      d.scheduler.reportResult(account.id, false, ttft);
+      log({ ...base, outcome: broken ? 'upstream_broken' : 'upstream_timeout', ttftMs: ttft });
+      d.bus.emit({ type: 'turn', account: account.id, transport: 'ws', outcome: 'upstream_error', ttftMs: ttft });
+      this.sendError(new RelayError(broken ? 'SY_ERR_UPSTREAM_FAILED' : 'SY_ERR_UPSTREAM_TIMEOUT'));
+      return { kind: 'done' };
+    }
+    const ev = result.ev;
+    const outcomeName = ev.outcome ?? 'completed';
+    if (ev.outcome === 'failed' || ev.outcome === 'error') {
+      const f = this.errorFailure(ev);
+      if (f.action.kind !== 'none') {
+        await applyAccountAction(d.scheduler, account.id, f);
+        d.scheduler.reportResult(account.id, false, ttft);
+      }
+    } else {
+      d.scheduler.reportResult(account.id, true, ttft);
+    }
+    log({ ...base, outcome: outcomeName, ttftMs: ttft === null ? null : Math.round(ttft * 10) / 10, responseId: result.responseId });
+    d.bus.emit({ type: 'turn', account: account.id, transport: 'ws', outcome: outcomeName, ttftMs: ttft });
+    this.flushMessageCounts();
+    return { kind: 'done' };
+  }
+
+  private refuse(
+    outcome: Extract<ScheduleOutcome, { kind: 'refused' }>,
+    switches: number,
+    lastFailure: UpstreamFailure | null,
+    log: (f: Record<string, unknown>) => void,
+  ): void {
+    if (outcome.reason === 'aborted') return;
+    log({ layer: outcome.decision.layer, outcome: 'refused', reason: outcome.reason, switches });
+    if (switches > 0 && outcome.reason === 'no_compatible_account') return this.allFailed(lastFailure);
+    this.sendError(refusalError(outcome, this.deps.config().websocket.httpFallback));
+  }
+
+  private allFailed(last: UpstreamFailure | null): void {
+    const code: ErrorCode = last?.action.kind === 'rate_limited' ? 'SY_ERR_UPSTREAM_RATE_LIMITED' : 'SY_ERR_ALL_ACCOUNTS_FAILED';
+    this.sendError(new RelayError(code));
+  }
+}
+
+// `ws` copies send options, so two shared objects spare an allocation per forwarded frame.
+const TEXT_FRAME = { binary: false } as const;
+const BINARY_FRAME = { binary: true } as const;
+
+async function releaseQuietly(lease: SlotLease): Promise<void> {
+  try {
+    await lease.release();
+  } catch {
+    // The store's own lease expiry frees it; never fail a turn over a release.
+  }
+}

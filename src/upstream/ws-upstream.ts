@@ -1,0 +1,118 @@
+// Shell: one upstream Responses WebSocket (SPEC §6). Opens with a deadline, classifies a refused
+// handshake, and hands every frame to its owner unchanged. It knows nothing about turns.
+import WebSocket from 'ws';
+import type { IncomingMessage } from 'node:http';
+import type { AccountConfig } from '../config/schema.js';
+import { classifyHttpStatus, connectFailure, type UpstreamFailure } from './failure.js';
+import type { IncomingHeaders } from './target.js';
+
+export interface UpstreamWsHandlers {
+  onMessage(conn: UpstreamWs, data: Buffer, isBinary: boolean): void;
+  /** `reason` is the peer's close reason (empty when none), for relays that pass it on. */
+  onClose(conn: UpstreamWs, code: number, reason: string): void;
+}
+
+export type ConnectResult =
+  | { ok: true; conn: UpstreamWs; headers: IncomingHeaders }
+  | { ok: false; failure: UpstreamFailure };
+
+export interface ConnectOptions {
+  account: AccountConfig;
+  url: string;
+  headers: Record<string, string>;
+  timeoutMs: number;
+  maxPayload: number;
+  nowMs: () => number;
+  handlers: UpstreamWsHandlers;
+  /** Subprotocols to offer (realtime); none for Responses. */
+  protocols?: string[];
+}
+
+let nextId = 0;
+
+export class UpstreamWs {
+  readonly id = ++nextId;
+  /** Response ids produced on this socket: with store:false they resolve only here. */
+  readonly responseIds = new Set<string>();
+  alive = true;
+  private paused = false;
+
+  constructor(readonly account: AccountConfig, readonly ws: WebSocket, private readonly handlers: UpstreamWsHandlers) {
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.handlers.onMessage(this, data, isBinary));
+    ws.on('close', (code: number, reason: Buffer) => {
+      this.alive = false;
+      this.handlers.onClose(this, code, reason.toString('utf8'));
+    });
+    // An error is always followed by 'close'; the listener only keeps it from being unhandled.
+    ws.on('error', () => {});
+  }
+
+  send(data: Buffer | string, binary = false): boolean {
+    if (!this.alive || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(data, { binary });
+    return true;
+  }
+
+  /** Backpressure: stop reading from upstream while the client is slow. */
+  pause(): void {
+    if (!this.paused && this.alive) {
+      this.paused = true;
+      this.ws.pause();
+    }
+  }
+
+  resume(): void {
+    if (this.paused) {
+      this.paused = false;
+      this.ws.resume();
+    }
+  }
+
+  close(code = 1000, reason = ''): void {
+    if (!this.alive) return;
+    this.alive = false;
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      this.ws.terminate();
+    }
+    // Do not wait for a peer that never answers the close handshake.
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+  }
+}
+
+/** Opens the socket; resolves once open or with the classified failure. Never rejects. */
+export function connectUpstreamWs(o: ConnectOptions): Promise<ConnectResult> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const ws = new WebSocket(o.url, o.protocols ?? [], {
+      headers: o.headers,
+      handshakeTimeout: o.timeoutMs,
+      perMessageDeflate: false,
+      maxPayload: o.maxPayload,
+      followRedirects: false,
+    });
+    const settle = (r: ConnectResult) => {
+      if (settled) return;
+      settled = true;
+      resolve(r);
+    };
+    ws.once('upgrade', (res: IncomingMessage) => {
+      ws.once('open', () => settle({ ok: true, conn: new UpstreamWs(o.account, ws, o.handlers), headers: res.headers }));
+    });
+    ws.once('unexpected-response', (_req, res: IncomingMessage) => {
+      const failure = classifyHttpStatus(res.statusCode ?? 502, res.headers, o.nowMs());
+      res.resume();
+      res.destroy();
+      ws.terminate();
+      settle({ ok: false, failure });
+    });
+    ws.once('error', (err: Error & { code?: string }) => {
+      ws.terminate();
+      // `ws` reports its handshake deadline as "Opening handshake has timed out".
+      const timedOut = /time(d )?out/i.test(err.message);
+      settle({ ok: false, failure: connectFailure(timedOut ? 'upstream connect timed out' : `upstream connect failed (${err.code ?? 'error'})`) });
+    });
+    ws.once('close', () => settle({ ok: false, failure: connectFailure('upstream closed during the handshake') }));
+  });
+}
