@@ -1,0 +1,285 @@
+// Client side of the WebSocket benchmarks: K Codex-like sessions (one socket each, turns chained
+// with previous_response_id and store:false, so a relay reuses its upstream socket), each
+// running T turns back to back. Per event it records the delivery latency from the sim's
+// `sim_ts` (CLOCK_MONOTONIC, comparable across processes) to the moment the frame is read here;
+// per turn the time to its first event. Frames are never JSON-parsed: the driver must cost the
+// same whatever it is connected to.
+import WebSocket from 'ws';
+import { peekType } from '../../src/session/events.js';
+import { hrMs } from './stats.js';
+
+export interface WsTarget {
+  name: string;
+  url(session: number): string;
+  headers(session: number): Record<string, string>;
+}
+
+export interface WsPhaseOptions {
+  sessions: number;
+  turns: number;
+  /** First turns are spread evenly over this long (0 = all at once). */
+  staggerMs: number;
+  /** The whole phase (connects, turns) must end within this long. */
+  timeoutMs: number;
+  /** Connects in flight at once (the listen backlog is finite). */
+  connectConcurrency?: number;
+  /**
+   * Run every session's first turn before measuring (it opens Switchyard's upstream socket):
+   * counts, latency samples and `afterOpen` then cover the later turns only, a relay's steady
+   * state; first turns still give their time to first event.
+   */
+  warmupTurn?: boolean;
+}
+
+export interface WsPhaseHooks {
+  /** Every socket is open (and warmed up, with `warmupTurn`); measured turns start when this resolves. */
+  afterOpen?(): Promise<void>;
+  /** Every turn has ended; sockets close after this resolves. */
+  afterTurns?(): Promise<void>;
+}
+
+export interface WsPhaseResult {
+  target: string;
+  events: number;
+  turns: number;
+  /** From the first turn sent to the last terminal event. */
+  elapsedMs: number;
+  /** Per-event delivery latency samples (ms). */
+  latencies: number[];
+  ttfeFirst: number[];
+  ttfeLater: number[];
+  /** Turns that ended with anything but response.completed (type and a head of the frame). */
+  errors: string[];
+}
+
+const SIM_TS = Buffer.from('"sim_ts":');
+const RESPONSE_ID = /"response":\{"id":"([^"]+)"/;
+const TERMINAL = new Set(['response.completed', 'response.failed', 'response.incomplete', 'response.cancelled', 'error']);
+const INPUT = 'Say something long enough to stream in many deltas.';
+const MAX_ERRORS_KEPT = 20;
+
+/** `sim_ts` is the last field the sim adds: a backwards search is short. */
+function simTs(data: Buffer): number {
+  const at = data.lastIndexOf(SIM_TS);
+  if (at < 0) return Number.NaN;
+  const start = at + SIM_TS.length;
+  let end = start;
+  while (end < data.length && data[end] !== 0x7d && data[end] !== 0x2c) end++;
+  return Number(data.toString('latin1', start, end));
+}
+
+class Collector {
+  measuring = true;
+  events = 0;
+  turns = 0;
+  firstSentAt = Number.POSITIVE_INFINITY;
+  lastEndAt = 0;
+  readonly latencies: number[] = [];
+  readonly ttfeFirst: number[] = [];
+  readonly ttfeLater: number[] = [];
+  readonly errors: string[] = [];
+  errorCount = 0;
+}
+
+class BenchSession {
+  readonly ws: WebSocket;
+  readonly opened: Promise<void>;
+  readonly done: Promise<void>;
+  /** With a warm-up: resolves when the first turn has ended; the session then waits for resume(). */
+  readonly warmed: Promise<void>;
+  private finish!: () => void;
+  private fail!: (e: Error) => void;
+  private onWarmed!: () => void;
+  private turn = 0;
+  private sentAt = 0;
+  private sawFirst = false;
+  private prevId: string | null = null;
+  private turnId: string | null = null;
+  private closed = false;
+
+  constructor(
+    url: string,
+    headers: Record<string, string>,
+    private readonly turns: number,
+    private readonly c: Collector,
+    private readonly warmup: boolean,
+  ) {
+    this.ws = new WebSocket(url, { headers, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.once('open', () => resolve());
+      this.ws.once('unexpected-response', (_req, res) => {
+        res.resume();
+        reject(new Error(`upgrade refused: ${res.statusCode}`));
+      });
+      this.ws.once('error', reject);
+    });
+    this.opened.catch(() => undefined);
+    this.done = new Promise((resolve, reject) => {
+      this.finish = resolve;
+      this.fail = reject;
+    });
+    this.done.catch(() => undefined);
+    this.warmed = new Promise((resolve) => (this.onWarmed = resolve));
+    this.ws.on('error', () => undefined);
+    this.ws.on('close', (code) => {
+      this.closed = true;
+      if (this.turn <= this.turns) this.fail(new Error(`socket closed (${code}) during turn ${this.turn}`));
+    });
+    this.ws.on('message', (data: Buffer) => this.wsOnMessage(data));
+  }
+
+  start(): void {
+    this.turn = 1;
+    this.send();
+  }
+
+  /** Next turn after the warm-up barrier. */
+  resume(): void {
+    this.turn++;
+    this.send();
+  }
+
+  private send(): void {
+    const frame: Record<string, unknown> = { type: 'response.create', model: 'gpt-bench', input: INPUT, store: false };
+    if (this.prevId !== null) frame.previous_response_id = this.prevId;
+    this.sawFirst = false;
+    this.turnId = null;
+    this.sentAt = hrMs();
+    if (this.c.measuring && this.sentAt < this.c.firstSentAt) this.c.firstSentAt = this.sentAt;
+    this.ws.send(JSON.stringify(frame));
+  }
+
+  private wsOnMessage(data: Buffer): void {
+    const now = hrMs();
+    const c = this.c;
+    this.count(data, now);
+    const type = peekType(data) ?? '';
+    if (type === 'response.created' && this.turnId === null) {
+      this.turnId = RESPONSE_ID.exec(data.toString('latin1', 0, Math.min(data.length, 256)))?.[1] ?? null;
+    }
+    if (!TERMINAL.has(type)) return;
+    if (c.measuring) {
+      c.turns++;
+      c.lastEndAt = now;
+    }
+    if (type === 'response.completed') this.prevId = this.turnId;
+    else {
+      c.errorCount++;
+      if (c.errors.length < MAX_ERRORS_KEPT) c.errors.push(data.toString('utf8', 0, Math.min(data.length, 300)));
+      // A failed turn breaks the chain: the next one starts a fresh conversation.
+      this.prevId = null;
+    }
+    if (this.turn >= this.turns) {
+      this.turn++;
+      this.finish();
+      return;
+    }
+    if (this.turn === 1 && this.warmup) {
+      this.onWarmed();
+      return;
+    }
+    this.turn++;
+    this.send();
+  }
+
+  private count(data: Buffer, now: number): void {
+    const c = this.c;
+    if (!this.sawFirst) {
+      this.sawFirst = true;
+      // A first turn is timed even while warming up: it is the one that opens upstream sockets.
+      if (this.turn === 1) c.ttfeFirst.push(now - this.sentAt);
+      else if (c.measuring) c.ttfeLater.push(now - this.sentAt);
+    }
+    if (!c.measuring) return;
+    c.events++;
+    const ts = simTs(data);
+    if (!Number.isNaN(ts)) c.latencies.push(now - ts);
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.ws.terminate();
+        resolve();
+      }, 5_000);
+      this.ws.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.ws.close(1000);
+    });
+  }
+}
+
+/** Runs `tasks` with at most `limit` in flight. */
+async function inBatches<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await task(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+function deadline(ms: number, what: () => string): { promise: Promise<never>; clear(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<never>((_r, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what()}`)), ms);
+  });
+  promise.catch(() => undefined);
+  return { promise, clear: () => clearTimeout(timer) };
+}
+
+/** One phase against one target: open K sockets, run the turns, close everything. */
+export async function runWsPhase(target: WsTarget, o: WsPhaseOptions, hooks: WsPhaseHooks = {}): Promise<WsPhaseResult> {
+  const c = new Collector();
+  const sessions: BenchSession[] = [];
+  const limit = deadline(o.timeoutMs, () => `${target.name}: ${sessions.length}/${o.sessions} sockets, ${c.turns}/${o.sessions * o.turns} turns`);
+  const timers: NodeJS.Timeout[] = [];
+  try {
+    const indexes = Array.from({ length: o.sessions }, (_, i) => i);
+    await Promise.race([
+      limit.promise,
+      inBatches(indexes, o.connectConcurrency ?? 100, async (i) => {
+        const s = new BenchSession(target.url(i), target.headers(i), o.turns, c, o.warmupTurn === true && o.turns > 1);
+        sessions.push(s);
+        await s.opened;
+      }),
+    ]);
+    const stagger = (go: (s: BenchSession) => void) =>
+      sessions.forEach((s, i) => {
+        const delay = o.staggerMs > 0 ? (i * o.staggerMs) / o.sessions : 0;
+        if (delay === 0) go(s);
+        else timers.push(setTimeout(() => go(s), delay));
+      });
+    const warm = o.warmupTurn === true && o.turns > 1;
+    if (warm) {
+      c.measuring = false;
+      stagger((s) => s.start());
+      // A session that fails while warming up rejects `done`, ending the phase at once.
+      await Promise.race([limit.promise, Promise.all(sessions.map((s) => Promise.race([s.warmed, s.done])))]);
+      c.measuring = true;
+    }
+    await hooks.afterOpen?.();
+    stagger((s) => (warm ? s.resume() : s.start()));
+    await Promise.race([limit.promise, Promise.all(sessions.map((s) => s.done))]);
+    await hooks.afterTurns?.();
+  } finally {
+    limit.clear();
+    for (const t of timers) clearTimeout(t);
+    await Promise.all(sessions.map((s) => s.close()));
+  }
+  if (c.errorCount > 0) {
+    process.stderr.write(`[${target.name}] ${c.errorCount} turns did not complete; first: ${c.errors[0]}\n`);
+  }
+  return {
+    target: target.name,
+    events: c.events,
+    turns: c.turns,
+    elapsedMs: c.lastEndAt - c.firstSentAt,
+    latencies: c.latencies,
+    ttfeFirst: c.ttfeFirst,
+    ttfeLater: c.ttfeLater,
+    errors: c.errors,
+  };
+}

@@ -1,0 +1,219 @@
+// `npm run bench:ws`: WebSocket sessions three ways in one run — straight to the simulated
+// upstream, through the bare pass-through relay (bare-relay.ts), through Switchyard — each
+// server in its own process, this process being the client driver. Prints one JSON line per K.
+//
+// Two phases per target and run, each opening K sockets and warming every session up with one
+// turn first (Switchyard opens its upstream socket on a session's first turn; the bare relay
+// when the client connects):
+//   throughput — the sim streams as fast as it can (deltaIntervalMs 0): events/s over the later
+//                turns, and relay CPU seconds per 10,000 events (process.cpuUsage of the relay
+//                process over those turns);
+//   latency    — the sim paces deltas so the machine is not saturated and turns are spread over
+//                time: added latency per event (p50/p99 of read time − sim_ts, minus the direct
+//                figure of the same run) over the later turns, and added time to first event for
+//                first turns (upstream socket opened then) and later turns (socket reused).
+// Every figure is the median over `--runs` runs; the order of targets rotates between runs.
+//
+//   npm run bench:ws -- [--k 1,100,1000] [--runs 3] [--deltas 50] [--profile DIR] [--log-level warn]
+// --profile DIR writes --cpu-prof profiles of both relay processes there.
+import { parseArgs } from 'node:util';
+import { BenchChild, withChildren } from './children.js';
+import { median, percentiles, round } from './stats.js';
+import { runWsPhase, type WsPhaseResult, type WsTarget } from './ws-driver.js';
+
+interface Plan {
+  /** Turns per session, the warm-up turn included. */
+  throughputTurns: number;
+  latencyTurns: number;
+  /** Delta pacing in the latency phase (the offered load is sessions × 1000 / interval events/s). */
+  intervalMs: number;
+}
+
+const PLANS: Record<number, Plan> = {
+  1: { throughputTurns: 60, latencyTurns: 12, intervalMs: 4 },
+  100: { throughputTurns: 8, latencyTurns: 4, intervalMs: 20 },
+  1000: { throughputTurns: 2, latencyTurns: 2, intervalMs: 60 },
+};
+// ~4 characters per delta, like real tokens.
+const TEXT = 'lorem ipsum dolor sit amet '.repeat(8);
+const WARMUP = { sessions: 100, turns: 10 };
+const ACCOUNTS = 8;
+const CLIENT_KEY = 'sy-bench-client';
+const BETA = 'responses_websockets=2026-02-06';
+const PHASE_TIMEOUT_MS = 120_000;
+const TARGETS = ['direct', 'bare', 'relay'] as const;
+type TargetName = (typeof TARGETS)[number];
+
+interface SimInfo {
+  url: string;
+  accounts: Array<{ name: string; key: string; baseUrl: string; wsPath: string; wsUrl: string }>;
+}
+
+interface RunFigures {
+  eps: Record<TargetName, number>;
+  cpuPer10k: Partial<Record<TargetName, number>>;
+  p50: Record<TargetName, number>;
+  p99: Record<TargetName, number>;
+  ttfeFirst: Record<TargetName, number>;
+  ttfeLater: Record<TargetName, number>;
+}
+
+const { values } = parseArgs({
+  options: {
+    k: { type: 'string', default: '1,100,1000' },
+    runs: { type: 'string', default: '3' },
+    profile: { type: 'string' },
+    'log-level': { type: 'string', default: 'warn' },
+    deltas: { type: 'string', default: '50' },
+  },
+});
+const DELTAS = Number(values.deltas);
+const ks = values.k.split(',').map(Number);
+for (const k of ks) if (!PLANS[k]) throw new Error(`no plan for K=${k} (known: ${Object.keys(PLANS).join(', ')})`);
+const runs = Math.max(1, Number(values.runs));
+
+function relayConfig(sim: SimInfo): Record<string, unknown> {
+  return {
+    clients: [{ key: CLIENT_KEY, group: 'default', maxConnections: 0 }],
+    // Enough slots that nothing queues: the benchmark measures relaying, not waiting.
+    accounts: sim.accounts.map((a) => ({ id: a.name, baseUrl: a.baseUrl, apiKey: a.key, concurrency: 1024 })),
+    websocket: { idleTimeoutMs: 600_000 },
+  };
+}
+
+function targets(sim: SimInfo, barePort: number, relayPort: number): Record<TargetName, WsTarget> {
+  const acct = (i: number) => sim.accounts[i % sim.accounts.length];
+  const upstreamHeaders = (i: number) => ({ authorization: `Bearer ${acct(i).key}`, 'openai-beta': BETA, session_id: `bench-${i}` });
+  return {
+    direct: { name: 'direct', url: (i) => acct(i).wsUrl, headers: upstreamHeaders },
+    bare: { name: 'bare', url: (i) => `ws://127.0.0.1:${barePort}${acct(i).wsPath}`, headers: upstreamHeaders },
+    relay: {
+      name: 'relay',
+      url: () => `ws://127.0.0.1:${relayPort}/v1/responses`,
+      headers: (i) => ({ authorization: `Bearer ${CLIENT_KEY}`, session_id: `bench-${i}` }),
+    },
+  };
+}
+
+/** Waits until the relay has let go of every session of the previous phase (bounded). */
+async function settle(child: BenchChild | null): Promise<void> {
+  if (!child) return;
+  for (let i = 0; i < 100; i++) {
+    if ((await child.call<number>('sessions')) === 0) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  process.stderr.write(`[bench:ws] ${child.name} still holds sessions after 5 s\n`);
+}
+
+function rotate<T>(list: readonly T[], by: number): T[] {
+  return list.map((_, i) => list[(i + by) % list.length]);
+}
+
+await withChildren(async () => {
+  const { child: simChild, info } = await BenchChild.fork('sim', 'scripts/bench/sim-child.ts', { args: ['--accounts', String(ACCOUNTS)] });
+  const sim = info as unknown as SimInfo;
+  const profile = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : [];
+  const { child: bare, info: bareInfo } = await BenchChild.fork('bare', 'scripts/bench/bare-relay.ts', {
+    args: ['--target', sim.url.replace(/^http/, 'ws')],
+    nodeFlags: profile,
+  });
+  const { child: relay, info: relayInfo } = await BenchChild.fork('switchyard', 'scripts/bench/switchyard-child.ts', {
+    args: ['--config', JSON.stringify(relayConfig(sim)), '--log-level', values['log-level']],
+    nodeFlags: profile,
+  });
+  if (values.profile) process.stderr.write(`[bench:ws] profiles in ${values.profile}: bare pid ${bare.pid}, switchyard pid ${relay.pid}\n`);
+  const all = targets(sim, bareInfo.port as number, relayInfo.port as number);
+  const servers: Record<TargetName, BenchChild | null> = { direct: null, bare, relay };
+
+  const phase = async (name: TargetName, k: number, turns: number, staggerMs: number, withCpu: boolean): Promise<{ r: WsPhaseResult; cpuS: number | null }> => {
+    const server = servers[name];
+    let cpuBefore = 0;
+    let cpuS: number | null = null;
+    const r = await runWsPhase(
+      all[name],
+      // Both phases measure the steady state: first turns (Switchyard opens its upstream socket
+      // then) run before, and only give their time to first event.
+      { sessions: k, turns, staggerMs, timeoutMs: PHASE_TIMEOUT_MS, warmupTurn: true },
+      {
+        afterOpen: async () => {
+          if (withCpu && server) cpuBefore = (await server.usage()).cpuUs;
+        },
+        afterTurns: async () => {
+          if (withCpu && server) cpuS = ((await server.usage()).cpuUs - cpuBefore) / 1e6;
+        },
+      },
+    );
+    await settle(server);
+    return { r, cpuS };
+  };
+
+  // JIT warm-up of every process (driver included): Switchyard's per-turn code runs once per
+  // turn, not per event, and would otherwise be measured half-compiled at small K.
+  await simChild.call('set', { deltaCount: DELTAS, deltaIntervalMs: 0, ttftMs: 0, text: TEXT });
+  for (const name of TARGETS) await phase(name, WARMUP.sessions, WARMUP.turns, 0, false);
+
+  for (const k of ks) {
+    const plan = PLANS[k];
+    const perRun: RunFigures[] = [];
+    for (let run = 0; run < runs; run++) {
+      const order = rotate(TARGETS, run);
+      const f: RunFigures = { eps: {} as never, cpuPer10k: {}, p50: {} as never, p99: {} as never, ttfeFirst: {} as never, ttfeLater: {} as never };
+      await simChild.call('set', { deltaCount: DELTAS, deltaIntervalMs: 0, ttftMs: 0, text: TEXT });
+      for (const name of order) {
+        const { r, cpuS } = await phase(name, k, plan.throughputTurns, 0, true);
+        f.eps[name] = (r.events / r.elapsedMs) * 1000;
+        if (cpuS !== null) f.cpuPer10k[name] = (cpuS / r.events) * 10_000;
+      }
+      await simChild.call('set', { deltaIntervalMs: plan.intervalMs });
+      const turnMs = DELTAS * plan.intervalMs;
+      for (const name of order) {
+        const { r } = await phase(name, k, plan.latencyTurns, k > 1 ? turnMs : 0, false);
+        [f.p50[name], f.p99[name]] = percentiles(r.latencies, [50, 99]);
+        [f.ttfeFirst[name]] = percentiles(r.ttfeFirst, [50]);
+        [f.ttfeLater[name]] = percentiles(r.ttfeLater, [50]);
+      }
+      perRun.push(f);
+      process.stderr.write(`[bench:ws] K=${k} run ${run + 1}/${runs}: ${JSON.stringify(f, (_k, v: unknown) => (typeof v === 'number' ? round(v, 3) : v))}\n`);
+    }
+    const med = (pick: (f: RunFigures) => number | undefined) => median(perRun.map((f) => pick(f) ?? Number.NaN));
+    const added = (name: TargetName, field: 'p50' | 'p99' | 'ttfeFirst' | 'ttfeLater') => med((f) => f[field][name] - f[field].direct);
+    const perRunRatio = (pick: (f: RunFigures) => number) => round(med(pick), 2);
+    const eps = { direct: med((f) => f.eps.direct), bare: med((f) => f.eps.bare), relay: med((f) => f.eps.relay) };
+    const line = {
+      bench: 'ws',
+      sessions: k,
+      direct_eps: round(eps.direct, 0),
+      bare_eps: round(eps.bare, 0),
+      relay_eps: round(eps.relay, 0),
+      bare_added_p50_ms: round(added('bare', 'p50')),
+      bare_added_p99_ms: round(added('bare', 'p99')),
+      relay_added_p50_ms: round(added('relay', 'p50')),
+      relay_added_p99_ms: round(added('relay', 'p99')),
+      bare_ttfe_later_ms: round(added('bare', 'ttfeLater')),
+      relay_ttfe_later_ms: round(added('relay', 'ttfeLater')),
+      relay_cpu_s_per_10k: round(med((f) => f.cpuPer10k.relay)),
+      // Beyond the issue's format: first turns, the bare relay's CPU, the direct baseline, ratios.
+      bare_ttfe_first_ms: round(added('bare', 'ttfeFirst')),
+      relay_ttfe_first_ms: round(added('relay', 'ttfeFirst')),
+      bare_cpu_s_per_10k: round(med((f) => f.cpuPer10k.bare)),
+      direct_p50_ms: round(med((f) => f.p50.direct)),
+      direct_p99_ms: round(med((f) => f.p99.direct)),
+      // Throughput and CPU ratios are taken within each run (same machine state), then the median
+      // over runs; latency ratios divide the median added latencies (a ratio of two small
+      // differences from one run swings with any hiccup of the direct baseline).
+      relay_eps_vs_bare: perRunRatio((f) => f.eps.relay / f.eps.bare),
+      relay_eps_vs_direct: perRunRatio((f) => f.eps.relay / f.eps.direct),
+      relay_cpu_vs_bare: perRunRatio((f) => (f.cpuPer10k.relay ?? Number.NaN) / (f.cpuPer10k.bare ?? Number.NaN)),
+      relay_p50_vs_bare: round(added('relay', 'p50') / added('bare', 'p50'), 2),
+      relay_p99_vs_bare: round(added('relay', 'p99') / added('bare', 'p99'), 2),
+      relay_ttfe_later_vs_bare: round(added('relay', 'ttfeLater') / added('bare', 'ttfeLater'), 2),
+      runs,
+      turns: { throughput: plan.throughputTurns, latency: plan.latencyTurns },
+      latency_interval_ms: plan.intervalMs,
+      deltas: DELTAS,
+    };
+    process.stdout.write(`${JSON.stringify(line)}\n`);
+  }
+  const warnings = await relay.call<string[]>('logs');
+  if (warnings.length > 0) process.stderr.write(`[bench:ws] relay warnings:\n${warnings.join('\n')}\n`);
+});

@@ -1,0 +1,38 @@
+// Memory-store specifics the shared contract cannot see: its maps stay bounded.
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ManualClock } from '../../src/clock.js';
+import { MemoryStore } from '../../src/state/memory-store.js';
+
+describe('MemoryStore bounds', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('evicts the binding written longest ago past maxBindings', async () => {
+    const store = new MemoryStore({ clock: new ManualClock(), maxBindings: 3 });
+    for (const h of ['a', 'b', 'c']) await store.setSessionBinding('g', h, `acc-${h}`, 60_000);
+    await store.refreshSessionBinding('g', 'a', 60_000);
+    await store.setSessionBinding('g', 'd', 'acc-d', 60_000);
+    expect(store.backend.sessions.size).toBe(3);
+    expect(await store.getSessionBinding('g', 'b')).toBeNull();
+    expect(await store.getSessionBinding('g', 'a')).toBe('acc-a');
+    await store.close();
+  });
+
+  it('the periodic sweep drops expired entries nobody reads again, and close() stops it', async () => {
+    vi.useFakeTimers();
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock, leaseTtlMs: 1_000, sweepIntervalMs: 5_000 });
+    await store.setSessionBinding('g', 'h', 'acc', 1_000);
+    await store.setResponseBinding('g', 'r', 'acc', 1_000);
+    await store.acquireSlot('acc', 'l1', 1);
+    await store.incrementWaiting('acc', 1);
+    await store.setCooldown('acc', clock.now() + 1_000, 'rate_limited');
+    clock.advance(1_001);
+    vi.advanceTimersByTime(5_000);
+    const { sessions, responses, leases, waiting, flags } = store.backend;
+    expect([sessions.size, responses.size, leases.size, waiting.size, flags.size]).toEqual([0, 0, 0, 0, 0]);
+    await store.close();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
