@@ -5,8 +5,9 @@
 // a slot or waiter is still held after the run.
 //   npm run soak -- --sessions 20 --turns 60 --minutes 2 --faults [--redis redis://127.0.0.1:6379]
 // `npm run soak` runs node with --expose-gc so the RSS figures (start, after warm-up, end) are
-// read after a full collection (the peak is sampled every second without one), and with a fixed
-// young-generation size so V8's heap resizing does not swing RSS by tens of MB either way.
+// read after a full collection (the peak is sampled every second without one), and with a small
+// fixed young generation (2 MB semi-spaces): with large semi-spaces, RSS swings by up to twice
+// their size as V8 hands new-space pages back to the kernel after a GC and touches them again.
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { startSimUpstream } from './sim/upstream.js';
@@ -158,7 +159,9 @@ async function main(): Promise<void> {
   }, 1000);
   const progress = setInterval(() => {
     const { started, completed, failedExplicit, lost, vanished } = counts;
-    process.stderr.write(`${JSON.stringify({ elapsedS: Math.round((Date.now() - startedAt) / 1000), started, completed, failedExplicit, lost, vanished, rssMb: rssMb(false) })}\n`);
+    const m = process.memoryUsage();
+    const memMb = { rss: mb(m.rss), heapTotal: mb(m.heapTotal), heapUsed: mb(m.heapUsed), external: mb(m.external), arrayBuffers: mb(m.arrayBuffers) };
+    process.stderr.write(`${JSON.stringify({ elapsedS: Math.round((Date.now() - startedAt) / 1000), started, completed, failedExplicit, lost, vanished, memMb })}\n`);
   }, 15_000);
 
   await Promise.all(Array.from({ length: SESSIONS }, (_, s) => runSession(wsUrl, s, startedAt + rand() * intervalMs, intervalMs)));
