@@ -126,7 +126,7 @@ async function accountViews(deps: AdminDeps, accounts: readonly AccountConfig[])
     Promise.all(accounts.map((a) => deps.scheduler.resolveTransport(a.id))),
   ]);
   const now = deps.clock.now();
-  return accounts.map((a, i) => view(a, snapshot.get(a.id), decisions[i], deps.scheduler.stats(a.id), now));
+  return accounts.map((a, i) => view(a, snapshot[i], decisions[i], deps.scheduler.stats(a.id), now));
 }
 
 function view(

@@ -338,8 +338,9 @@ export class Metrics {
       return;
     }
     const now = clock.now();
-    for (const a of accounts) {
-      const s = snapshot.get(a.id);
+    for (let i = 0; i < accounts.length; i++) {
+      const a = accounts[i];
+      const s = snapshot[i];
       if (!s) continue;
       this.inflight.get(a.id).set(s.inflight);
       this.waiting.get(a.id).set(s.waiting);

@@ -6,6 +6,8 @@ import type { AccountRef } from '../state/store.js';
 export interface GroupView {
   accounts: AccountConfig[];
   refs: AccountRef[];
+  /** id → index in `accounts` (and in a store snapshot of `refs`). Absent on small ad-hoc views. */
+  positions?: Map<string, number>;
 }
 
 /** The config as the scheduler reads it: accounts indexed by id and by group, built once per (re)load. */
@@ -23,7 +25,8 @@ export function buildView(accounts: readonly AccountConfig[], scheduler: Schedul
   for (const a of accounts) {
     byId.set(a.id, a);
     let g = byGroup.get(a.group);
-    if (!g) byGroup.set(a.group, (g = { accounts: [], refs: [] }));
+    if (!g) byGroup.set(a.group, (g = { accounts: [], refs: [], positions: new Map() }));
+    g.positions?.set(a.id, g.accounts.length);
     g.accounts.push(a);
     g.refs.push({ id: a.id, max: a.concurrency });
   }

@@ -123,10 +123,10 @@ export class AccountScheduler implements Scheduler {
         req.sessionHash ? this.store.getSessionBinding(req.group, req.sessionHash) : null,
       ]);
 
-      const boundRefs = this.boundRefs(cfg, req.group, previousAccount, sessionAccount);
-      if (boundRefs.length > 0) {
-        const load = await this.store.snapshot(boundRefs);
-        const fast = planBoundFastPath(this.input(cfg, req, group, load, previousAccount, sessionAccount));
+      const bound = this.boundView(cfg, req.group, previousAccount, sessionAccount);
+      if (bound.refs.length > 0) {
+        const load = await this.store.snapshot(bound.refs);
+        const fast = planBoundFastPath(this.input(cfg, req, bound, load, previousAccount, sessionAccount));
         if (fast) {
           // The binding is written while the slot is being acquired (one round trip for both).
           // Harmless if the slot is not granted: the full plan then either picks the same bound
@@ -258,7 +258,7 @@ export class AccountScheduler implements Scheduler {
     cfg: SchedulerView,
     request: ScheduleRequest,
     group: GroupView,
-    load: ReadonlyMap<string, AccountSnapshot>,
+    load: readonly AccountSnapshot[],
     previousResponseAccount: string | null,
     sessionAccount: string | null,
   ): SelectInput {
@@ -267,6 +267,7 @@ export class AccountScheduler implements Scheduler {
       snapshot: {
         accounts: group.accounts,
         load,
+        positions: group.positions,
         stats: this.runtime.snapshot(),
         previousResponseAccount,
         sessionAccount,
@@ -287,14 +288,18 @@ export class AccountScheduler implements Scheduler {
     return ((now << 16n) ^ BigInt(this.seq) ^ (noise << 40n)) & 0xffff_ffff_ffff_ffffn;
   }
 
-  private boundRefs(cfg: SchedulerView, group: string, ...ids: (string | null)[]): AccountRef[] {
-    const refs: AccountRef[] = [];
+  /** The bound accounts of the request's group, for the fast path's one small snapshot. */
+  private boundView(cfg: SchedulerView, group: string, ...ids: (string | null)[]): GroupView {
+    const view: GroupView = { accounts: [], refs: [] };
     for (const id of ids) {
-      if (id === null || refs.some((r) => r.id === id)) continue;
+      if (id === null || view.refs.some((r) => r.id === id)) continue;
       const a = cfg.byId.get(id);
-      if (a && a.group === group) refs.push({ id, max: a.concurrency });
+      if (a && a.group === group) {
+        view.accounts.push(a);
+        view.refs.push({ id, max: a.concurrency });
+      }
     }
-    return refs;
+    return view;
   }
 
   private async tryAcquire(accountId: string, max: number): Promise<SlotLease | null> {

@@ -119,7 +119,9 @@ interface Ctx {
 }
 
 function loadOf(ctx: Ctx, id: string): AccountSnapshot {
-  return ctx.input.snapshot.load.get(id) ?? ZERO_LOAD;
+  const { accounts, load, positions } = ctx.input.snapshot;
+  const i = positions ? positions.get(id) : accounts.findIndex((a) => a.id === id);
+  return (i !== undefined && i >= 0 ? load[i] : undefined) ?? ZERO_LOAD;
 }
 
 function statsOf(ctx: Ctx, id: string): AccountStats {
@@ -201,13 +203,15 @@ function loadBalance(ctx: Ctx, skipId: string | null): LoadBalance {
   let loadSum = 0;
   let loadSumSq = 0;
   let earliestCooldownEnd = Infinity;
-  const loadMap = snapshot.load;
+  const all = snapshot.accounts;
+  const loadAt = snapshot.load;
   const statsMap = snapshot.stats;
   const hasStats = statsMap.size > 0;
   const group = req.group;
-  for (const account of snapshot.accounts) {
+  for (let j = 0; j < all.length; j++) {
+    const account = all[j];
     if (account.group !== group) continue;
-    const load = loadMap.get(account.id) ?? ZERO_LOAD;
+    const load = loadAt[j] ?? ZERO_LOAD;
     const ev = evaluateAccount(account, load.flags, req, websocket, nowMs);
     if (typeof ev === 'string') {
       if (ev === 'cooldown' && load.flags.cooldownUntilMs < earliestCooldownEnd) earliestCooldownEnd = load.flags.cooldownUntilMs;

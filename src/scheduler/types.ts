@@ -77,7 +77,10 @@ export interface AccountStats {
 /** Everything the pure core needs, read in one go by the shell. */
 export interface SchedulerSnapshot {
   accounts: readonly AccountConfig[];
-  load: ReadonlyMap<string, AccountSnapshot>;
+  /** Load and flags, index-aligned with `accounts` (a missing entry reads as idle, no flags). */
+  load: readonly AccountSnapshot[];
+  /** id → index in `accounts`; without it a bound account is found by a linear scan. */
+  positions?: ReadonlyMap<string, number>;
   stats: ReadonlyMap<string, AccountStats>;
   /** Account bound to previousResponseId, if any. */
   previousResponseAccount: string | null;

@@ -61,15 +61,16 @@ export class BackendLedger {
   }
 
   /** Adds what this instance holds on `other`, which a snapshot of one backend cannot see. */
-  withOwn(snap: Map<string, AccountSnapshot>, accounts: readonly AccountRef[], other: Backend): Map<string, AccountSnapshot> {
-    for (const { id, max } of accounts) {
+  withOwn(snap: AccountSnapshot[], accounts: readonly AccountRef[], other: Backend): AccountSnapshot[] {
+    for (let i = 0; i < accounts.length; i++) {
+      const { id, max } = accounts[i];
       const leases = this.held(id, other);
       const waiting = this.waiters(id, other);
-      const s = snap.get(id);
+      const s = snap[i];
       if (!s || (leases === 0 && waiting === 0)) continue;
       const inflight = s.inflight + leases;
       const w = s.waiting + waiting;
-      snap.set(id, { ...s, inflight, waiting: w, loadRate: loadRate(inflight, w, max) });
+      snap[i] = { ...s, inflight, waiting: w, loadRate: loadRate(inflight, w, max) };
     }
     return snap;
   }

@@ -196,14 +196,15 @@ export class MemoryStore implements StateStore {
     if (entries.size === 0) this.backend.waiting.delete(accountId);
   }
 
-  async snapshot(accounts: readonly AccountRef[]): Promise<Map<string, AccountSnapshot>> {
+  async snapshot(accounts: readonly AccountRef[]): Promise<AccountSnapshot[]> {
     this.guard();
     const now = this.clock.now();
-    const out = new Map<string, AccountSnapshot>();
-    for (const { id, max } of accounts) {
+    const out = new Array<AccountSnapshot>(accounts.length);
+    for (let i = 0; i < accounts.length; i++) {
+      const { id, max } = accounts[i];
       const inflight = this.countLive(id, now);
       const waiting = this.totalWaiting(id, now);
-      out.set(id, { inflight, waiting, loadRate: loadRate(inflight, waiting, max), flags: this.flagsOf(id, now) });
+      out[i] = { inflight, waiting, loadRate: loadRate(inflight, waiting, max), flags: this.flagsOf(id, now) };
     }
     return out;
   }

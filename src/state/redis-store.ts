@@ -207,23 +207,22 @@ export class RedisStore implements StateStore {
     await this.run((c) => c.syDecrWaiting(this.key('wait', accountId), now, now + this.leaseTtlMs, this.instanceId));
   }
 
-  async snapshot(accounts: readonly AccountRef[]): Promise<Map<string, AccountSnapshot>> {
-    const out = new Map<string, AccountSnapshot>();
-    if (accounts.length === 0) return out;
+  async snapshot(accounts: readonly AccountRef[]): Promise<AccountSnapshot[]> {
+    if (accounts.length === 0) return [];
     const now = this.clock.now();
     const keys: string[] = [];
     for (const { id } of accounts) keys.push(this.key('slots', id), this.key('wait', id), this.key('acct', id));
     const rows = await this.run((c) => c.sySnapshot(keys.length, ...keys, now, `(${now}`));
-    accounts.forEach(({ id, max }, i) => {
-      const r = rows.slice(i * 6, i * 6 + 6);
-      const inflight = Number(r[0] ?? 0);
-      const waiting = Number(r[1] ?? 0);
+    const out = new Array<AccountSnapshot>(accounts.length);
+    for (let i = 0, r = 0; i < accounts.length; i++, r += 6) {
+      const inflight = Number(rows[r] ?? 0);
+      const waiting = Number(rows[r + 1] ?? 0);
       const flags = liveFlags(
-        { cooldownUntil: r[2], cooldownReason: stringOrNull(r[3]), disabled: stringOrNull(r[4]), wsUnsupportedUntil: r[5] },
+        { cooldownUntil: rows[r + 2], cooldownReason: stringOrNull(rows[r + 3]), disabled: stringOrNull(rows[r + 4]), wsUnsupportedUntil: rows[r + 5] },
         now,
       );
-      out.set(id, { inflight, waiting, loadRate: loadRate(inflight, waiting, max), flags });
-    });
+      out[i] = { inflight, waiting, loadRate: loadRate(inflight, waiting, accounts[i].max), flags };
+    }
     return out;
   }
 

@@ -228,12 +228,12 @@ export class ResilientStore implements StateStore {
     await this.settle('decrementWaiting', this.primary.decrementWaiting(accountId));
   }
 
-  async snapshot(accounts: readonly AccountRef[]): Promise<Map<string, AccountSnapshot>> {
+  async snapshot(accounts: readonly AccountRef[]): Promise<AccountSnapshot[]> {
     return this.route(
       'snapshot',
       async () => {
         const shared = await this.primary.snapshot(accounts);
-        for (const [id, s] of shared) this.mirrorFlags(id, s.flags);
+        for (let i = 0; i < accounts.length; i++) this.mirrorFlags(accounts[i].id, shared[i].flags);
         return this.ledger.withOwn(shared, accounts, 'fallback');
       },
       async () => this.ledger.withOwn(await this.fallback.snapshot(accounts), accounts, 'primary'),

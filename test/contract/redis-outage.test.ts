@@ -106,7 +106,7 @@ describe.skipIf(!runRedis)('RedisStore under outage', () => {
     expect(await store.slotCount('acc')).toBe(0);
     await store.renewLeases();
     expect(await store.slotCount('acc')).toBe(1);
-    expect((await store.snapshot([{ id: 'acc', max: 2 }])).get('acc')).toMatchObject({ inflight: 1, waiting: 1 });
+    expect((await store.snapshot([{ id: 'acc', max: 2 }]))[0]).toMatchObject({ inflight: 1, waiting: 1 });
   });
 
   it('rejects within the timeout when nothing listens on the port', async () => {

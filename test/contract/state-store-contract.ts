@@ -180,7 +180,7 @@ export function stateStoreContract(makeHarness: HarnessFactory): void {
       expect(await b.incrementWaiting('acc', 2)).toBe(true);
       expect(await a.incrementWaiting('acc', 2)).toBe(false);
       expect(await b.incrementWaiting('acc', 2)).toBe(false);
-      expect((await a.snapshot([{ id: 'acc', max: 2 }])).get('acc')?.waiting).toBe(2);
+      expect((await a.snapshot([{ id: 'acc', max: 2 }]))[0].waiting).toBe(2);
     });
 
     it('never goes below zero', async () => {
@@ -191,7 +191,7 @@ export function stateStoreContract(makeHarness: HarnessFactory): void {
       await a.decrementWaiting('acc');
       await a.decrementWaiting('acc');
       await b.decrementWaiting('acc');
-      expect((await a.snapshot([{ id: 'acc', max: 1 }])).get('acc')?.waiting).toBe(0);
+      expect((await a.snapshot([{ id: 'acc', max: 1 }]))[0].waiting).toBe(0);
       expect(await a.incrementWaiting('acc', 1)).toBe(true);
       expect(await b.incrementWaiting('acc', 1)).toBe(false);
     });
@@ -213,10 +213,10 @@ export function stateStoreContract(makeHarness: HarnessFactory): void {
       clock.advance(20_000);
       await b.renewLeases();
       clock.advance(20_000);
-      expect((await b.snapshot([{ id: 'acc', max: 5 }])).get('acc')?.waiting).toBe(1);
+      expect((await b.snapshot([{ id: 'acc', max: 5 }]))[0].waiting).toBe(1);
       await a.incrementWaiting('acc', 5);
       await b.releaseAllOwnLeases();
-      expect((await a.snapshot([{ id: 'acc', max: 5 }])).get('acc')?.waiting).toBe(1);
+      expect((await a.snapshot([{ id: 'acc', max: 5 }]))[0].waiting).toBe(1);
     });
   });
 
@@ -322,11 +322,12 @@ export function stateStoreContract(makeHarness: HarnessFactory): void {
       await Promise.all(writes);
 
       const snap = await a.snapshot(accounts);
-      expect(snap.size).toBe(1_000);
+      // Index-aligned with the request: entry i is accounts[i].
+      expect(snap).toHaveLength(1_000);
       for (let i = 0; i < 1_000; i++) {
         const inflight = (i % 10 === 0 ? 1 : 0) + (i % 20 === 0 ? 1 : 0);
         const waiting = i % 25 === 0 ? 1 : 0;
-        expect(snap.get(`acc-${i}`)).toEqual({
+        expect(snap[i]).toEqual({
           inflight,
           waiting,
           loadRate: Math.floor(((inflight + waiting) * 100) / 3),
@@ -337,8 +338,12 @@ export function stateStoreContract(makeHarness: HarnessFactory): void {
           },
         });
       }
-      expect(snap.get('acc-0')?.loadRate).toBe(100);
-      expect((await a.snapshot([])).size).toBe(0);
+      expect(snap[0].loadRate).toBe(100);
+      expect(await a.snapshot([])).toEqual([]);
+      // Any order, unknown accounts included: entry i answers accounts[i].
+      const mixed = await a.snapshot([{ id: 'acc-40', max: 3 }, { id: 'nope', max: 3 }, { id: 'acc-0', max: 3 }]);
+      expect(mixed.map((x) => x.inflight)).toEqual([2, 0, 2]);
+      expect(mixed[1]).toEqual({ inflight: 0, waiting: 0, loadRate: 0, flags: NO_FLAGS });
     });
   });
 

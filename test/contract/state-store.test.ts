@@ -61,8 +61,8 @@ describe.skipIf(!runRedis)('StateStore contract: redis', () => {
         expect(commands).toHaveLength(1);
         expect(['evalsha', 'eval']).toContain(commands[0]);
         expect(scriptCalls).toBe(1);
-        expect(result.get('acc-0')?.inflight).toBe(1);
-        expect(result.get('acc-1')?.inflight).toBe(0);
+        expect(result[0].inflight).toBe(1);
+        expect(result[1].inflight).toBe(0);
       }
     } finally {
       counter.close();

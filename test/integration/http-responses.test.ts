@@ -244,7 +244,7 @@ describe('HTTP capacity, waiting and slots', () => {
     await reader.read();
     ac.abort();
     await expect.poll(() => sim.account('a').inFlight, { timeout: 5000 }).toBe(0);
-    await expect.poll(async () => (await relay.app.store.snapshot([{ id: 'a', max: 4 }])).get('a')?.inflight, { timeout: 5000 }).toBe(0);
+    await expect.poll(async () => (await relay.app.store.snapshot([{ id: 'a', max: 4 }]))[0].inflight, { timeout: 5000 }).toBe(0);
     await expect.poll(() => relay.logs.some((l) => l.includes('"outcome":"client_gone"')), { timeout: 5000 }).toBe(true);
   });
 

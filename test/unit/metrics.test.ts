@@ -37,13 +37,13 @@ class FakeSource {
     stats: (id: string): AccountStats => this.stats.get(id) ?? { errorRate: 0, ttftMs: null },
   };
   readonly store = {
-    snapshot: async (refs: readonly AccountRef[]): Promise<Map<string, AccountSnapshot>> => {
+    snapshot: async (refs: readonly AccountRef[]): Promise<AccountSnapshot[]> => {
       this.snapshotCalls++;
       if (this.failStore) throw new StoreUnavailableError('redis down');
-      const out = new Map<string, AccountSnapshot>();
+      const out: AccountSnapshot[] = [];
       for (const r of refs) {
         const l = this.load.get(r.id) ?? { inflight: 0, waiting: 0 };
-        out.set(r.id, { inflight: l.inflight, waiting: l.waiting, loadRate: 0, flags: { ...NO_FLAGS, ...l.flags } });
+        out.push({ inflight: l.inflight, waiting: l.waiting, loadRate: 0, flags: { ...NO_FLAGS, ...l.flags } });
       }
       return out;
     },

@@ -98,7 +98,7 @@ describe('ResilientStore degraded mode', () => {
     await a.store.setSessionBinding('g', 'h', 'acc-1', 60_000);
     expect(await a.store.getSessionBinding('g', 'h')).toBe('acc-1');
     expect(await a.store.acquireSlot('acc-1', 'l1', 2)).toBe(true);
-    expect((await a.store.snapshot([{ id: 'acc-1', max: 2 }])).get('acc-1')).toMatchObject({ inflight: 1, loadRate: 50 });
+    expect((await a.store.snapshot([{ id: 'acc-1', max: 2 }]))[0]).toMatchObject({ inflight: 1, loadRate: 50 });
     expect(performance.now() - t1).toBeLessThan(FAIL_AFTER_MS);
     expect(a.primary.state.calls).toEqual([]);
   });
@@ -205,9 +205,9 @@ describe('ResilientStore degraded mode', () => {
     a.primary.state.down = true;
     const snap = await a.store.snapshot(refs);
     expect(a.store.degraded()).toBe(true);
-    expect(snap.get('acc-1')?.flags.disabled).toBe(true);
-    expect(snap.get('acc-2')?.flags).toMatchObject({ cooldownReason: 'server_error' });
-    expect(snap.get('acc-3')?.flags).toEqual(NO_FLAGS);
+    expect(snap[0].flags.disabled).toBe(true);
+    expect(snap[1].flags).toMatchObject({ cooldownReason: 'server_error' });
+    expect(snap[2].flags).toEqual(NO_FLAGS);
     expect(await a.store.getSessionBinding('g', 'sess')).toBe('acc-3');
   });
 

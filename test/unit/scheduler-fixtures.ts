@@ -4,6 +4,8 @@ import type { SelectInput } from '../../src/scheduler/select.js';
 import type { AccountStats, ScheduleRequest } from '../../src/scheduler/types.js';
 import { NO_FLAGS, type AccountFlags, type AccountSnapshot } from '../../src/state/store.js';
 
+const ZERO_LOAD: AccountSnapshot = { inflight: 0, waiting: 0, loadRate: 0, flags: NO_FLAGS };
+
 export const NOW = 1_700_000_000_000;
 
 export function account(id: string, over: Record<string, unknown> = {}): AccountConfig {
@@ -57,7 +59,7 @@ export function selectInput(o: InputOptions): SelectInput {
     request: request(o.req),
     snapshot: {
       accounts: o.accounts,
-      load: new Map(Object.entries(o.load ?? {})),
+      load: o.accounts.map((a) => o.load?.[a.id] ?? ZERO_LOAD),
       stats: new Map(Object.entries(o.stats ?? {})),
       previousResponseAccount: o.previousResponseAccount ?? null,
       sessionAccount: o.sessionAccount ?? null,

@@ -39,7 +39,7 @@ export function harness(o: HarnessOptions = {}) {
       await o.onSleep?.(ms, sleeps.length);
     },
   });
-  const waitingOn = async (id: string) => (await memory.snapshot([{ id, max: 1 }])).get(id)!.waiting;
+  const waitingOn = async (id: string) => (await memory.snapshot([{ id, max: 1 }]))[0].waiting;
   return { clock, memory, store, bus, events, sleeps, scheduler, waitingOn, close: () => memory.close() };
 }
 
