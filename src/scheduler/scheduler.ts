@@ -167,9 +167,27 @@ export class AccountScheduler implements Scheduler {
     };
     if (!account || account.group !== req.group) return refuse();
     if (signal?.aborted) return this.refused('aborted', 0, decisionFor(emptyPlan(), null, 0));
-    const flags = await this.store.getFlags(accountId);
-    const resolved = resolveTransport(account, cfg.websocket, flags, this.clock.now());
-    if (resolved.transport === null) return refuse();
+    // Every turn of a pinned session comes here, and its account is almost always usable and free:
+    // read the flags and take the slot together (one round trip on Redis, not two), and give the
+    // slot back if the flags say the account may not serve.
+    const leaseId = randomUUID();
+    const [flagsRead, slotRead] = await Promise.allSettled([
+      this.store.getFlags(accountId),
+      this.store.acquireSlot(accountId, leaseId, account.concurrency),
+    ]);
+    const granted = slotRead.status === 'fulfilled' && slotRead.value;
+    const giveBack = async () => {
+      if (granted) await this.bestEffort('releaseSlot', () => this.store.releaseSlot(accountId, leaseId));
+    };
+    if (flagsRead.status === 'rejected' || slotRead.status === 'rejected') {
+      await giveBack();
+      throw flagsRead.status === 'rejected' ? flagsRead.reason : (slotRead as PromiseRejectedResult).reason;
+    }
+    const resolved = resolveTransport(account, cfg.websocket, flagsRead.value, this.clock.now());
+    if (resolved.transport === null) {
+      await giveBack();
+      return refuse();
+    }
     // The live upstream socket decides the transport of a chained turn, not the resolver.
     const candidate: PlannedCandidate = {
       account,
@@ -178,7 +196,14 @@ export class AccountScheduler implements Scheduler {
       layer: 'previous_response_id',
     };
     const { timeoutMs, maxWaiting } = cfg.scheduler.stickyWait;
-    return this.execute(req, run, planForAccount(candidate, { timeoutMs, maxWaiting }), signal);
+    const plan = planForAccount(candidate, { timeoutMs, maxWaiting });
+    if (granted) {
+      // The session is normally bound to this account already: the write (a TTL refresh in
+      // effect) is best-effort and need not hold up the turn.
+      void this.applyBinding(req, candidate);
+      return this.acquired(req, run, plan, candidate, new StoreLease(accountId, leaseId, this.store), true);
+    }
+    return this.execute(req, run, plan, signal);
   }
 
   /**

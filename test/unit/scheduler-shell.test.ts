@@ -203,6 +203,60 @@ describe('scheduler shell: leases, stats, events, store round trips', () => {
     expect(h.events.filter((e) => e.type === 'select')).toEqual([expect.objectContaining({ result: 'error' })]);
   });
 
+  it('a pinned turn (acquireOn) asks for the flags and the slot together, then binds the session', async () => {
+    let calls!: Map<string, number>;
+    let releaseFlags!: () => void;
+    const flagsGate = new Promise<void>((r) => (releaseFlags = r));
+    h = harness({
+      wrapStore: (s: StateStore) => {
+        const c = countingStore(s);
+        calls = c.calls;
+        return new Proxy(c.store, {
+          get(target, prop, receiver) {
+            const v = Reflect.get(target, prop, receiver) as unknown;
+            if (prop === 'getFlags') return async (id: string) => (await flagsGate, (v as (id: string) => unknown)(id));
+            return v;
+          },
+        });
+      },
+    });
+    const pending = h.scheduler.acquireOn('b', request({ sessionHash: 'sess' }));
+    // The flags have not answered yet, and the slot has already been asked for.
+    await Promise.resolve();
+    expect(calls.get('acquireSlot')).toBe(1);
+    releaseFlags();
+    const o = acquired(await pending);
+    expect(o).toMatchObject({ account: { id: 'b' }, decision: { layer: 'previous_response_id' } });
+    expect(Object.fromEntries(calls)).toEqual({ getFlags: 1, acquireSlot: 1, setSessionBinding: 1 });
+    expect(await h.memory.getSessionBinding('default', 'sess')).toBe('b');
+    await o.lease.release();
+  });
+
+  it('acquireOn gives the slot back when the account may not serve or the flags cannot be read', async () => {
+    h = harness();
+    await h.scheduler.markUnauthorized('b');
+    expect(await h.scheduler.acquireOn('b', request())).toMatchObject({ kind: 'refused', reason: 'no_compatible_account' });
+    expect(await h.memory.slotCount('b')).toBe(0);
+
+    h.close();
+    let flagsFail = true;
+    h = harness({
+      wrapStore: (s) =>
+        new Proxy(s, {
+          get(target, prop, receiver) {
+            if (prop === 'getFlags' && flagsFail) return async () => Promise.reject(new Error('store down'));
+            const v = Reflect.get(target, prop, receiver) as unknown;
+            return typeof v === 'function' ? v.bind(target) : v;
+          },
+        }),
+    });
+    await expect(h.scheduler.acquireOn('a', request())).rejects.toThrow('store down');
+    expect(await h.memory.slotCount('a')).toBe(0);
+    flagsFail = false;
+    acquired(await h.scheduler.acquireOn('a', request()));
+    expect(await h.memory.slotCount('a')).toBe(1);
+  });
+
   it('reportResult feeds the stats and emits account_stats; unknown accounts are ignored', async () => {
     h = harness();
     h.scheduler.reportResult('a', false, 800);
