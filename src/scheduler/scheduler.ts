@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { Clock } from '../clock.js';
 import type { AccountConfig, SchedulerConfig, WebsocketConfig } from '../config/schema.js';
 import type { EventBus } from '../observability/events.js';
-import type { AccountRef, AccountSnapshot, CooldownReason, StateStore } from '../state/store.js';
+import type { AccountFlags, AccountSnapshot, CooldownReason, StateStore } from '../state/store.js';
 import {
   decisionFor,
   emptyPlan,
@@ -183,11 +183,41 @@ export class AccountScheduler implements Scheduler {
       await giveBack();
       throw flagsRead.status === 'rejected' ? flagsRead.reason : (slotRead as PromiseRejectedResult).reason;
     }
-    const resolved = resolveTransport(account, cfg.websocket, flagsRead.value, this.clock.now());
-    if (resolved.transport === null) {
+    const plan = this.pinnedPlan(cfg, account, req, flagsRead.value);
+    if (plan === null) {
       await giveBack();
       return refuse();
     }
+    if (granted) return this.pinnedAcquired(req, run, plan, leaseId);
+    return this.execute(req, run, plan, signal);
+  }
+
+  acquireOnNow(accountId: string, req: ScheduleRequest): Extract<ScheduleOutcome, { kind: 'acquired' }> | null {
+    if (!this.store.acquireSlotNow) return null;
+    const run: Run = { started: performance.now(), reported: false };
+    const cfg = this.cfg;
+    const account = cfg.byId.get(accountId);
+    if (!account || account.group !== req.group) return null;
+    const leaseId = randomUUID();
+    let answer: { flags: AccountFlags; granted: boolean };
+    try {
+      answer = this.store.acquireSlotNow(accountId, leaseId, account.concurrency);
+    } catch {
+      return null;
+    }
+    if (!answer.granted) return null;
+    const plan = this.pinnedPlan(cfg, account, req, answer.flags);
+    if (plan === null) {
+      void this.bestEffort('releaseSlot', () => this.store.releaseSlot(accountId, leaseId));
+      return null;
+    }
+    return this.pinnedAcquired(req, run, plan, leaseId);
+  }
+
+  /** The one-account plan of a pinned turn, or null when the flags say the account may not serve. */
+  private pinnedPlan(cfg: SchedulerView, account: AccountConfig, req: ScheduleRequest, flags: AccountFlags): SelectionPlan | null {
+    const resolved = resolveTransport(account, cfg.websocket, flags, this.clock.now());
+    if (resolved.transport === null) return null;
     // The live upstream socket decides the transport of a chained turn, not the resolver.
     const candidate: PlannedCandidate = {
       account,
@@ -196,14 +226,16 @@ export class AccountScheduler implements Scheduler {
       layer: 'previous_response_id',
     };
     const { timeoutMs, maxWaiting } = cfg.scheduler.stickyWait;
-    const plan = planForAccount(candidate, { timeoutMs, maxWaiting });
-    if (granted) {
-      // The session is normally bound to this account already: the write (a TTL refresh in
-      // effect) is best-effort and need not hold up the turn.
-      void this.applyBinding(req, candidate);
-      return this.acquired(req, run, plan, candidate, new StoreLease(accountId, leaseId, this.store), true);
-    }
-    return this.execute(req, run, plan, signal);
+    return planForAccount(candidate, { timeoutMs, maxWaiting });
+  }
+
+  /** A pinned turn got its slot (lease `leaseId` on the plan's one account). */
+  private pinnedAcquired(req: ScheduleRequest, run: Run, plan: SelectionPlan, leaseId: string): Extract<ScheduleOutcome, { kind: 'acquired' }> {
+    const candidate = plan.candidates[0];
+    // The session is normally bound to this account already: the write (a TTL refresh in effect)
+    // is best-effort and need not hold up the turn.
+    void this.applyBinding(req, candidate);
+    return this.acquiredNow(run, plan, candidate, new StoreLease(candidate.account.id, leaseId, this.store));
   }
 
   /**
@@ -370,6 +402,10 @@ export class AccountScheduler implements Scheduler {
     alreadyBound: boolean,
   ): Promise<ScheduleOutcome> {
     if (!alreadyBound) await this.applyBinding(req, candidate);
+    return this.acquiredNow(run, plan, candidate, lease);
+  }
+
+  private acquiredNow(run: Run, plan: SelectionPlan, candidate: PlannedCandidate, lease: SlotLease): Extract<ScheduleOutcome, { kind: 'acquired' }> {
     const decision = decisionFor(plan, candidate, performance.now() - run.started);
     this.emitSelect(run, decision, 'acquired');
     return { kind: 'acquired', account: candidate.account, transport: candidate.transport, lease, decision, waitedMs: 0 };

@@ -137,6 +137,12 @@ export interface Scheduler {
    * Decision layer is `previous_response_id`.
    */
   acquireOn(accountId: string, req: ScheduleRequest, signal?: AbortSignal): Promise<ScheduleOutcome>;
+  /**
+   * acquireOn answered at once, when the store lives in this process and the account is usable
+   * and has a free slot; null otherwise (then call acquireOn, which waits or refuses). A pinned
+   * turn served this way reaches its upstream socket in the same tick its frame arrived.
+   */
+  acquireOnNow?(accountId: string, req: ScheduleRequest): Extract<ScheduleOutcome, { kind: 'acquired' }> | null;
   /** One finished turn: success or failure and TTFT (ms from sending upstream to first output event). */
   reportResult(accountId: string, success: boolean, ttftMs: number | null): void;
   /** A turn moved to another account. */

@@ -382,7 +382,8 @@ export class ResponsesSession {
         log({ outcome: 'previous_response_not_found', layer: 'previous_response_id' });
         return this.sendError(new RelayError('SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND'));
       }
-      const outcome = await d.scheduler.acquireOn(conn.account.id, req, this.abort.signal);
+      // In-process store and a free slot: the frame goes upstream in the tick it arrived in.
+      const outcome = d.scheduler.acquireOnNow?.(conn.account.id, req) ?? (await d.scheduler.acquireOn(conn.account.id, req, this.abort.signal));
       if (outcome.kind === 'refused') return this.refuse(outcome, 0, null, log);
       const result = await this.serve(frame, outcome, conn, log, 0);
       if (result.kind === 'moveable_failure') {

@@ -112,13 +112,13 @@ export class MemoryStore implements StateStore {
 
   async acquireSlot(accountId: string, leaseId: string, max: number): Promise<boolean> {
     this.guard();
+    return this.acquireAt(accountId, leaseId, max, this.clock.now());
+  }
+
+  acquireSlotNow(accountId: string, leaseId: string, max: number): { flags: AccountFlags; granted: boolean } {
+    this.guard();
     const now = this.clock.now();
-    const leases = this.liveLeases(accountId, now);
-    const member = leaseMember(this.instanceId, leaseId);
-    if (!leases.has(member) && leases.size >= max) return false;
-    leases.set(member, now + this.leaseTtlMs);
-    this.own.addLease(accountId, leaseId, max);
-    return true;
+    return { flags: this.flagsOf(accountId, now), granted: this.acquireAt(accountId, leaseId, max, now) };
   }
 
   async releaseSlot(accountId: string, leaseId: string): Promise<void> {
@@ -291,6 +291,15 @@ export class MemoryStore implements StateStore {
     }
     for (const [member, expiresAtMs] of leases) if (expiresAtMs <= now) leases.delete(member);
     return leases;
+  }
+
+  private acquireAt(accountId: string, leaseId: string, max: number, now: number): boolean {
+    const leases = this.liveLeases(accountId, now);
+    const member = leaseMember(this.instanceId, leaseId);
+    if (!leases.has(member) && leases.size >= max) return false;
+    leases.set(member, now + this.leaseTtlMs);
+    this.own.addLease(accountId, leaseId, max);
+    return true;
   }
 
   private countLive(accountId: string, now: number): number {

@@ -68,6 +68,11 @@ export interface StateStore {
   renewLeases(): Promise<void>;
   /** Releases every lease this instance holds (shutdown). Never touches other instances' leases. */
   releaseAllOwnLeases(): Promise<void>;
+  /**
+   * Optional, for a store in this process: getFlags + acquireSlot answered synchronously, same
+   * semantics (throws StoreUnavailableError when closed). Remote stores leave it out.
+   */
+  acquireSlotNow?(accountId: string, leaseId: string, max: number): { flags: AccountFlags; granted: boolean };
 
   // Waiting counters (wait plans).
   /** Atomic: increments only while below `max`; false when full. The counter expires if left alone. */

@@ -1,4 +1,5 @@
-// Memory-store specifics the shared contract cannot see: its maps stay bounded.
+// Memory-store specifics the shared contract cannot see: its maps stay bounded, and its
+// synchronous slot path keeps acquireSlot's semantics.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { MemoryStore } from '../../src/state/memory-store.js';
@@ -34,5 +35,22 @@ describe('MemoryStore bounds', () => {
     expect([sessions.size, responses.size, leases.size, waiting.size, flags.size]).toEqual([0, 0, 0, 0, 0]);
     await store.close();
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('acquireSlotNow: getFlags + acquireSlot at once, same limits, idempotent per lease, shared with async leases', async () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    await store.setCooldown('acc', clock.now() + 5_000, 'server_error');
+    const first = store.acquireSlotNow('acc', 'l1', 2);
+    expect(first.granted).toBe(true);
+    expect(first.flags).toMatchObject({ cooldownReason: 'server_error', cooldownUntilMs: clock.now() + 5_000 });
+    expect(store.acquireSlotNow('acc', 'l1', 2).granted).toBe(true);
+    expect(await store.acquireSlot('acc', 'l2', 2)).toBe(true);
+    expect(store.acquireSlotNow('acc', 'l3', 2).granted).toBe(false);
+    expect(await store.slotCount('acc')).toBe(2);
+    await store.releaseSlot('acc', 'l1');
+    expect(store.acquireSlotNow('acc', 'l3', 2).granted).toBe(true);
+    await store.close();
+    expect(() => store.acquireSlotNow('acc', 'l4', 2)).toThrow();
   });
 });

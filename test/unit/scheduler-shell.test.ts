@@ -257,6 +257,30 @@ describe('scheduler shell: leases, stats, events, store round trips', () => {
     expect(await h.memory.slotCount('a')).toBe(1);
   });
 
+  it('acquireOnNow answers a pinned turn synchronously from an in-process store, else leaves it to acquireOn', async () => {
+    h = harness({ accounts: [account('a', { concurrency: 1 }), account('b')] });
+    const o = h.scheduler.acquireOnNow('a', request({ sessionHash: 'sess' }));
+    expect(o).toMatchObject({ kind: 'acquired', account: { id: 'a' }, decision: { layer: 'previous_response_id' } });
+    expect(await h.memory.slotCount('a')).toBe(1);
+    expect(await h.memory.getSessionBinding('default', 'sess')).toBe('a');
+    expect(h.events.filter((e) => e.type === 'select')).toEqual([expect.objectContaining({ layer: 'previous_response_id', result: 'acquired' })]);
+    // Full: no answer now (acquireOn would wait), and nothing held on the way.
+    expect(h.scheduler.acquireOnNow('a', request())).toBeNull();
+    expect(await h.memory.slotCount('a')).toBe(1);
+    await o!.lease.release();
+    // Disabled: no answer now (acquireOn refuses it), and the slot taken to find out is given back.
+    await h.scheduler.markUnauthorized('b');
+    expect(h.scheduler.acquireOnNow('b', request())).toBeNull();
+    expect(await h.memory.slotCount('b')).toBe(0);
+    expect(h.scheduler.acquireOnNow('nope', request())).toBeNull();
+
+    h.close();
+    // A remote store (no acquireSlotNow): always left to acquireOn.
+    h = harness({ wrapStore: (s) => new Proxy(s, { get: (t, p, r) => (p === 'acquireSlotNow' ? undefined : (Reflect.get(t, p, r) as unknown)) }) });
+    expect(h.scheduler.acquireOnNow('a', request())).toBeNull();
+    expect(await h.memory.slotCount('a')).toBe(0);
+  });
+
   it('reportResult feeds the stats and emits account_stats; unknown accounts are ignored', async () => {
     h = harness();
     h.scheduler.reportResult('a', false, 800);
