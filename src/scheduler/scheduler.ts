@@ -147,7 +147,8 @@ export class AccountScheduler implements Scheduler {
       if (plan.refusal) {
         const decision = decisionFor(plan, null, performance.now() - run.started);
         this.emitSelect(run, decision, 'error');
-        return { kind: 'refused', reason: plan.refusal.reason, retryAfterMs: plan.refusal.retryAfterMs, decision, message: plan.refusal.message };
+        const { reason, retryAfterMs, message, rateLimited } = plan.refusal;
+        return { kind: 'refused', reason, retryAfterMs, decision, message, rateLimited };
       }
       return await this.execute(req, run, plan, signal);
     } catch (err) {

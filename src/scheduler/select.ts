@@ -49,6 +49,8 @@ export interface Refusal {
   reason: 'no_compatible_account';
   retryAfterMs: number;
   message: string;
+  /** Every account held back only by a cooldown is cooling down after a rate limit (and there is one). */
+  rateLimited: boolean;
 }
 
 export interface SelectionPlan {
@@ -181,6 +183,8 @@ interface LoadBalance {
   /** What to try: free accounts of the order; if none, the best free ones outside the top-K. */
   tryList: LbCandidate[];
   retryAfterMs: number;
+  /** See Refusal.rateLimited (meaningful when count is 0). */
+  rateLimited: boolean;
 }
 
 function toPlanned(c: LbCandidate): PlannedCandidate {
@@ -203,6 +207,8 @@ function loadBalance(ctx: Ctx, skipId: string | null): LoadBalance {
   let loadSum = 0;
   let loadSumSq = 0;
   let earliestCooldownEnd = Infinity;
+  let cooling = 0;
+  let coolingRateLimited = 0;
   const all = snapshot.accounts;
   const loadAt = snapshot.load;
   const statsMap = snapshot.stats;
@@ -214,7 +220,11 @@ function loadBalance(ctx: Ctx, skipId: string | null): LoadBalance {
     const load = loadAt[j] ?? ZERO_LOAD;
     const ev = evaluateAccount(account, load.flags, req, websocket, nowMs);
     if (typeof ev === 'string') {
-      if (ev === 'cooldown' && load.flags.cooldownUntilMs < earliestCooldownEnd) earliestCooldownEnd = load.flags.cooldownUntilMs;
+      if (ev === 'cooldown') {
+        if (load.flags.cooldownUntilMs < earliestCooldownEnd) earliestCooldownEnd = load.flags.cooldownUntilMs;
+        cooling++;
+        if (load.flags.cooldownReason === 'rate_limited') coolingRateLimited++;
+      }
       continue;
     }
     const st = (hasStats ? statsMap.get(account.id) : undefined) ?? NEUTRAL_STATS;
@@ -230,7 +240,8 @@ function loadBalance(ctx: Ctx, skipId: string | null): LoadBalance {
     ? Math.max(MIN_RETRY_AFTER_MS, earliestCooldownEnd - nowMs)
     : NO_ACCOUNT_RETRY_AFTER_MS;
   const n = accs.length;
-  if (n === 0) return { count: 0, topK: 0, loadSkew: 0, order: [], tryList: [], retryAfterMs };
+  const rateLimited = cooling > 0 && coolingRateLimited === cooling;
+  if (n === 0) return { count: 0, topK: 0, loadSkew: 0, order: [], tryList: [], retryAfterMs, rateLimited };
 
   const topK = Math.min(scheduler.topK, n);
   const score = scorer(bounds, scheduler.weights);
@@ -262,7 +273,7 @@ function loadBalance(ctx: Ctx, skipId: string | null): LoadBalance {
     }
     tryList = spare.ranked();
   }
-  return { count: n, topK, loadSkew: loadSkewFromMoments(loadSum, loadSumSq, n), order, tryList, retryAfterMs };
+  return { count: n, topK, loadSkew: loadSkewFromMoments(loadSum, loadSumSq, n), order, tryList, retryAfterMs, rateLimited };
 }
 
 /** A plan with nothing to try (also the base of decisions made before any planning). */
@@ -327,6 +338,7 @@ export function planSelection(input: SelectInput): SelectionPlan {
     plan.refusal = {
       reason: 'no_compatible_account',
       retryAfterMs: lb.retryAfterMs,
+      rateLimited: lb.rateLimited,
       message: input.request.requiredTransport === 'ws'
         ? 'No WebSocket-capable upstream account can serve this model right now.'
         : 'No upstream account can serve this model right now.',

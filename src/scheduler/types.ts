@@ -123,6 +123,11 @@ export type ScheduleOutcome =
       decision: Decision;
       /** Human-readable, safe to show the client. */
       message: string;
+      /**
+       * no_compatible_account only because every account that could otherwise serve is cooling
+       * down after an upstream rate limit: the client should hear 429, not 503.
+       */
+      rateLimited?: boolean;
     };
 
 /** The scheduler shell as callers see it. */

@@ -30,6 +30,8 @@ export function refusalError(outcome: Extract<ScheduleOutcome, { kind: 'refused'
     case 'wait_timeout':
       return new RelayError('SY_ERR_NO_CAPACITY', `No upstream account has capacity (${outcome.reason}); retry later.`, outcome.retryAfterMs);
     case 'no_compatible_account':
+      // Every account that could serve is cooling down after a 429: say so, with its reset.
+      if (outcome.rateLimited) return new RelayError('SY_ERR_UPSTREAM_RATE_LIMITED', undefined, outcome.retryAfterMs);
       return new RelayError(httpFallback ? 'SY_ERR_NO_ACCOUNT' : 'SY_ERR_FALLBACK_DISABLED', outcome.message || undefined, outcome.retryAfterMs);
     case 'aborted':
       return new RelayError('SY_ERR_SHUTTING_DOWN');

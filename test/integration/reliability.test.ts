@@ -151,6 +151,30 @@ describe('upstream faults', () => {
     await slotsReleased(p.relay);
   });
 
+  it('with HTTP fallback on, every account cooling down after a 429 still means 429 rate_limit_exceeded (WS and HTTP)', async () => {
+    const p = await setup([{ name: 'a' }, { name: 'b' }], { websocket: { httpFallback: true } });
+    for (const n of ['a', 'b']) injectUpstreamFault(p.sim, n, { kind: 'rate_limit_storm', retryAfterSeconds: 30 });
+    const first = await connect(p.relay.wsUrl, { key: KEY });
+    first.send(turn('please'));
+    expect(await readOutcome(first, 5000)).toMatchObject({ kind: 'error', code: 'rate_limit_exceeded', status: 429 });
+    // Both accounts now cool down for a rate limit: the bridge finds none either, and says why.
+    const turnsBefore = p.sim.account('a').turns + p.sim.account('b').turns;
+    const later = await connect(p.relay.wsUrl, { key: KEY });
+    later.send(turn('still?'));
+    expect(await readOutcome(later, 5000)).toMatchObject({ kind: 'error', code: 'rate_limit_exceeded', status: 429 });
+    expect((await later.closed).code).toBe(1013);
+    const res = await fetch(`http://127.0.0.1:${p.relay.port}/v1/responses`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-5.1', input: 'over http', stream: true }),
+    });
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(20);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('rate_limit_exceeded');
+    expect(p.sim.account('a').turns + p.sim.account('b').turns).toBe(turnsBefore);
+    await slotsReleased(p.relay);
+  });
+
   it('5xx on some accounts fails over; 5xx on all ends with upstream_unavailable and close 1013', async () => {
     const p = await setup([{ name: 'a' }, { name: 'b' }, { name: 'c' }]);
     injectUpstreamFault(p.sim, 'a', { kind: 'server_error', status: 503 });

@@ -225,6 +225,21 @@ describe('layer 3: load balance', () => {
       selectInput({ accounts: [account('a'), account('b')], load: { a: loadOf({ flags: { cooldownUntilMs: NOW + 7000 } }), b: loadOf({ flags: { cooldownUntilMs: NOW + 3000 } }) } }),
     );
     expect(plan.refusal?.retryAfterMs).toBe(3000);
+    expect(plan.refusal?.rateLimited).toBe(false);
+  });
+
+  it('a refusal is rate-limited only when every account held back by a cooldown cools down after a 429', () => {
+    const rl = (ms: number) => loadOf({ flags: { cooldownUntilMs: NOW + ms, cooldownReason: 'rate_limited' } });
+    const accounts = [account('a'), account('b'), account('c', { transport: 'http' })];
+    // c cannot serve a WS request at all: it does not count either way.
+    const all = planSelection(selectInput({ accounts, req: { requiredTransport: 'ws' }, load: { a: rl(9000), b: rl(4000) } }));
+    expect(all.refusal).toMatchObject({ reason: 'no_compatible_account', retryAfterMs: 4000, rateLimited: true });
+    const mixed = planSelection(
+      selectInput({ accounts, req: { requiredTransport: 'ws' }, load: { a: rl(9000), b: loadOf({ flags: { cooldownUntilMs: NOW + 4000, cooldownReason: 'server_error' } }) } }),
+    );
+    expect(mixed.refusal?.rateLimited).toBe(false);
+    const none = planSelection(selectInput({ accounts: [account('a', { transport: 'http' })], req: { requiredTransport: 'ws' } }));
+    expect(none.refusal?.rateLimited).toBe(false);
   });
 
   it('all busy: nothing to try, a wait plan on the first of the order (fallbackWait), not a refusal', () => {
