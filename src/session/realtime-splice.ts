@@ -9,7 +9,8 @@ import type { Logger } from '../observability/logger.js';
 import type { Scheduler, SlotLease } from '../scheduler/types.js';
 import type { UpstreamWs, UpstreamWsHandlers } from '../upstream/ws-upstream.js';
 import { applyAccountAction } from './outcomes.js';
-import { clientCloseCode, closeReason, inspectUpstreamEvent, upstreamCloseCode, type HealthSignal } from './realtime-wire.js';
+import { scrubCredential } from '../upstream/scrub.js';
+import { clientCloseCode, closeReason, inspectUpstreamEvent, mayCarryError, upstreamCloseCode, type HealthSignal } from './realtime-wire.js';
 
 export interface SpliceDeps {
   config(): Config;
@@ -140,7 +141,9 @@ export class RealtimeSplice {
 
   // ---- upstream → client -------------------------------------------------------------------
 
-  upstreamOnMessage(data: Buffer, isBinary: boolean): void {
+  upstreamOnMessage(raw: Buffer, isBinary: boolean): void {
+    // Frames pass unchanged, except that an error event never carries the account's key onward.
+    const data = mayCarryError(raw, isBinary) ? scrubCredential(raw, this.conn.account.apiKey) : raw;
     const signal = inspectUpstreamEvent(data, isBinary, this.deps.clock.now());
     if (signal) this.onHealth(signal);
     if (this.client) return this.deliver(data, isBinary);

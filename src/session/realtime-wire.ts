@@ -71,6 +71,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
  * remaining 0 (cooldown until its reset). Cheap on the hot path: a byte search rules out almost
  * every frame before any JSON parse.
  */
+/** A text frame that may be an `error` event: the only kind an upstream quotes a credential in. */
+export function mayCarryError(data: Buffer, isBinary: boolean): boolean {
+  return !isBinary && data.includes(ERROR_MARK);
+}
+
 export function inspectUpstreamEvent(data: Buffer, isBinary: boolean, nowMs: number): HealthSignal | null {
   if (isBinary || data.length > MAX_INSPECTED_BYTES) return null;
   const maybeError = data.includes(ERROR_MARK);

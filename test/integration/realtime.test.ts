@@ -305,6 +305,22 @@ describe('Realtime relay: closing and account health', () => {
     c2.ws.close(1000);
   });
 
+  it('an upstream error event that quotes the account key reaches the client with the key masked', async () => {
+    const { sim: s, rtUrl } = await setup([{ name: 'a' }]);
+    const c = await RtClient.open(rtUrl, { key: KEY });
+    await c.event();
+    const message = 'Incorrect API key provided: sk-sim-a. You can find your API key at https://platform.openai.com.';
+    s.inject(s.liveSockets('a')[0], { type: 'error', error: { type: 'invalid_request_error', code: 'invalid_api_key', message } });
+    const ev = (await c.event()) as { type: string; error: { code: string; message: string } };
+    expect(ev).toMatchObject({ type: 'error', error: { code: 'invalid_api_key' } });
+    expect(ev.error.message).not.toContain('sk-sim-a');
+    expect(ev.error.message).toContain('[redacted]');
+    // The session carries on.
+    c.send({ type: 'response.create' });
+    expect((await c.until('response.done')).at(-1)).toMatchObject({ type: 'response.done' });
+    c.ws.close(1000);
+  });
+
   it('shutdown closes live realtime sessions with 1001 on both sides and releases their slots', async () => {
     const { sim: s, relay: r, rtUrl } = await setup([{ name: 'a' }]);
     const c = await RtClient.open(rtUrl, { key: KEY });
