@@ -195,6 +195,8 @@ export class RealtimeSplice {
   private onHealth(signal: HealthSignal): void {
     const d = this.deps;
     const account = this.conn.account.id;
+    // Realtime responses feed the account's error-rate EWMA like turns do (no TTFT: audio first).
+    if (signal.kind === 'success') return d.scheduler.reportResult(account, true, null);
     if (signal.kind === 'exhausted') {
       this.rateLimited = true;
       d.scheduler.markRateLimited(account, signal.untilMs).catch(() => undefined);
@@ -203,6 +205,7 @@ export class RealtimeSplice {
     }
     // Only the account's health is touched: the session itself stays up, the client sees the event.
     if (signal.failure.action.kind === 'rate_limited') this.rateLimited = true;
+    d.scheduler.reportResult(account, false, null);
     void applyAccountAction(d.scheduler, account, signal.failure);
     this.logOnce(signal.failure.action.kind, { event: 'realtime_upstream_error', account, detail: signal.failure.detail });
   }

@@ -55,29 +55,44 @@ export function realtimeTarget(account: AccountConfig, client: IncomingHeaders, 
 /** What an upstream server event says about the account. */
 export type HealthSignal =
   | { kind: 'failure'; failure: UpstreamFailure }
-  | { kind: 'exhausted'; untilMs: number };
+  | { kind: 'exhausted'; untilMs: number }
+  | { kind: 'success' };
 
 /** Health events are small; bigger text frames (audio deltas, response.done) are never parsed. */
 export const MAX_INSPECTED_BYTES = 16 * 1024;
 const ERROR_MARK = Buffer.from('"error"');
 const RATE_LIMITS_MARK = Buffer.from('rate_limits.updated');
+const DONE_TYPE = Buffer.from('"type":"response.done"');
+const COMPLETED_STATUS = Buffer.from('"status":"completed"');
+/** How far into a frame the type and the response's status are looked for. */
+const HEAD_BYTES = 512;
+
+/** `response.done` whose response status is `completed`, read from the frame's head only. */
+function isCompletedResponseDone(data: Buffer): boolean {
+  const head = data.subarray(0, HEAD_BYTES);
+  const at = head.indexOf(DONE_TYPE);
+  return at !== -1 && at < 32 && head.indexOf(COMPLETED_STATUS) !== -1;
+}
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/**
- * `error` events with a rate-limit/server/auth code, and `rate_limits.updated` with a limit at
- * remaining 0 (cooldown until its reset). Cheap on the hot path: a byte search rules out almost
- * every frame before any JSON parse.
- */
 /** A text frame that may be an `error` event: the only kind an upstream quotes a credential in. */
 export function mayCarryError(data: Buffer, isBinary: boolean): boolean {
   return !isBinary && data.includes(ERROR_MARK);
 }
 
+/**
+ * `error` events with a rate-limit/server/auth code, and `rate_limits.updated` with a limit at
+ * remaining 0 (cooldown until its reset); a completed `response.done` is a success. Cheap on the
+ * hot path: a byte search rules out almost every frame before any JSON parse, and `response.done`
+ * (large: it carries the whole response) is recognised from its head, never parsed.
+ */
 export function inspectUpstreamEvent(data: Buffer, isBinary: boolean, nowMs: number): HealthSignal | null {
-  if (isBinary || data.length > MAX_INSPECTED_BYTES) return null;
+  if (isBinary) return null;
+  if (isCompletedResponseDone(data)) return { kind: 'success' };
+  if (data.length > MAX_INSPECTED_BYTES) return null;
   const maybeError = data.includes(ERROR_MARK);
   if (!maybeError && !data.includes(RATE_LIMITS_MARK)) return null;
   let ev: unknown;

@@ -301,6 +301,12 @@ describe('Realtime relay: closing and account health', () => {
     expect(await c2.event()).toMatchObject({ type: 'error', error: { code: 'rate_limit_exceeded' } });
     await eventually(async () => (await r.app.store.getFlags('b')).cooldownUntilMs > Date.now());
     expect(c2.ws.readyState).toBe(WebSocket.OPEN);
+    // Errors and completed responses feed the account's error-rate EWMA (α = 0.2).
+    expect(r.app.scheduler.stats('b').errorRate).toBeCloseTo(0.2);
+    c2.send({ type: 'response.create' });
+    await c2.until('response.done');
+    // 0.8 × 0.2, give or take the decay toward neutral since the samples (statsHalfLifeMs).
+    await eventually(() => Math.abs(r.app.scheduler.stats('b').errorRate - 0.16) < 0.002);
     c.ws.close(1000);
     c2.ws.close(1000);
   });

@@ -65,6 +65,18 @@ describe('realtime upstream events that feed account health', () => {
     expect(inspectUpstreamEvent(limits(3), false, NOW)).toBeNull();
   });
 
+  it('a completed response.done is a success, read from its head however big the frame', () => {
+    const done = (status: string, pad = 0) =>
+      ev({ type: 'response.done', event_id: 'e1', response: { object: 'realtime.response', id: 'resp_1', status, output: [{ pad: 'x'.repeat(pad) }] } });
+    expect(inspectUpstreamEvent(done('completed'), false, NOW)).toEqual({ kind: 'success' });
+    expect(inspectUpstreamEvent(done('completed', 200_000), false, NOW)).toEqual({ kind: 'success' });
+    expect(inspectUpstreamEvent(done('cancelled'), false, NOW)).toBeNull();
+    expect(inspectUpstreamEvent(done('failed'), false, NOW)).toBeNull();
+    expect(inspectUpstreamEvent(done('completed'), true, NOW)).toBeNull();
+    // The type must be the frame's own, not a string quoted further in.
+    expect(inspectUpstreamEvent(ev({ type: 'conversation.item.created', event_id: 'e2', item: { note: '"type":"response.done" "status":"completed"' } }), false, NOW)).toBeNull();
+  });
+
   it('never parses binary frames, big frames, or frames without a marker', () => {
     expect(inspectUpstreamEvent(ev({ type: 'error', error: { code: 'rate_limit_exceeded' } }), true, NOW)).toBeNull();
     const big = ev({ type: 'error', error: { code: 'rate_limit_exceeded' }, pad: 'x'.repeat(20_000) });
