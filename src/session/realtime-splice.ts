@@ -143,8 +143,9 @@ export class RealtimeSplice {
 
   upstreamOnMessage(raw: Buffer, isBinary: boolean): void {
     // Frames pass unchanged, except that an error event never carries the account's key onward.
-    const data = mayCarryError(raw, isBinary) ? scrubCredential(raw, this.conn.account.apiKey) : raw;
-    const signal = inspectUpstreamEvent(data, isBinary, this.deps.clock.now());
+    const maybeError = mayCarryError(raw, isBinary);
+    const data = maybeError ? scrubCredential(raw, this.conn.account.apiKey) : raw;
+    const signal = inspectUpstreamEvent(data, isBinary, this.deps.clock.now(), maybeError);
     if (signal) this.onHealth(signal);
     if (this.client) return this.deliver(data, isBinary);
     if (this.finished) return;

@@ -64,23 +64,30 @@ const ERROR_MARK = Buffer.from('"error"');
 const RATE_LIMITS_MARK = Buffer.from('rate_limits.updated');
 const DONE_TYPE = Buffer.from('"type":"response.done"');
 const COMPLETED_STATUS = Buffer.from('"status":"completed"');
-/** How far into a frame the type and the response's status are looked for. */
-const HEAD_BYTES = 512;
+/** Where an event's own `type` can be: first, or after an `event_id` (OpenAI sends either order). */
+const TYPE_WINDOW_BYTES = 96;
+/** How far into a `response.done` the response's status is looked for. */
+const STATUS_WINDOW_BYTES = 512;
 
-/** `response.done` whose response status is `completed`, read from the frame's head only. */
+/**
+ * `response.done` whose response status is `completed`, read from the frame's head only: every
+ * other frame costs one search of its first 96 bytes.
+ */
 function isCompletedResponseDone(data: Buffer): boolean {
-  const head = data.subarray(0, HEAD_BYTES);
-  const at = head.indexOf(DONE_TYPE);
-  return at !== -1 && at < 32 && head.indexOf(COMPLETED_STATUS) !== -1;
+  if (data.subarray(0, TYPE_WINDOW_BYTES).indexOf(DONE_TYPE) === -1) return false;
+  return data.subarray(0, STATUS_WINDOW_BYTES).indexOf(COMPLETED_STATUS) !== -1;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** A text frame that may be an `error` event: the only kind an upstream quotes a credential in. */
+/**
+ * A text frame that may be an `error` event, the only kind an upstream quotes a credential in.
+ * Error events are small: bigger frames (audio deltas, response.done) are never searched.
+ */
 export function mayCarryError(data: Buffer, isBinary: boolean): boolean {
-  return !isBinary && data.includes(ERROR_MARK);
+  return !isBinary && data.length <= MAX_INSPECTED_BYTES && data.includes(ERROR_MARK);
 }
 
 /**
@@ -88,12 +95,12 @@ export function mayCarryError(data: Buffer, isBinary: boolean): boolean {
  * remaining 0 (cooldown until its reset); a completed `response.done` is a success. Cheap on the
  * hot path: a byte search rules out almost every frame before any JSON parse, and `response.done`
  * (large: it carries the whole response) is recognised from its head, never parsed.
+ * `maybeError` is mayCarryError's answer when the caller already has it (the frame is searched once).
  */
-export function inspectUpstreamEvent(data: Buffer, isBinary: boolean, nowMs: number): HealthSignal | null {
+export function inspectUpstreamEvent(data: Buffer, isBinary: boolean, nowMs: number, maybeError = mayCarryError(data, isBinary)): HealthSignal | null {
   if (isBinary) return null;
   if (isCompletedResponseDone(data)) return { kind: 'success' };
   if (data.length > MAX_INSPECTED_BYTES) return null;
-  const maybeError = data.includes(ERROR_MARK);
   if (!maybeError && !data.includes(RATE_LIMITS_MARK)) return null;
   let ev: unknown;
   try {

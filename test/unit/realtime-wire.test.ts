@@ -73,6 +73,9 @@ describe('realtime upstream events that feed account health', () => {
     expect(inspectUpstreamEvent(done('cancelled'), false, NOW)).toBeNull();
     expect(inspectUpstreamEvent(done('failed'), false, NOW)).toBeNull();
     expect(inspectUpstreamEvent(done('completed'), true, NOW)).toBeNull();
+    // OpenAI may put event_id before type.
+    const idFirst = Buffer.from(JSON.stringify({ event_id: 'event_AbCdEfGhIjKlMnOpQrStUv', type: 'response.done', response: { object: 'realtime.response', id: 'resp_1', status: 'completed' } }));
+    expect(inspectUpstreamEvent(idFirst, false, NOW)).toEqual({ kind: 'success' });
     // The type must be the frame's own, not a string quoted further in.
     expect(inspectUpstreamEvent(ev({ type: 'conversation.item.created', event_id: 'e2', item: { note: '"type":"response.done" "status":"completed"' } }), false, NOW)).toBeNull();
   });
