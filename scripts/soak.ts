@@ -173,7 +173,7 @@ async function main(): Promise<void> {
   let held = { slots: 0, waiting: 0 };
   for (const end = Date.now() + 10_000; Date.now() < end; await sleep(100)) {
     held = { slots: 0, waiting: 0 };
-    for (const snap of (await store.snapshot(refs)).values()) {
+    for (const snap of await store.snapshot(refs)) {
       held.slots += snap.inflight;
       held.waiting += snap.waiting;
     }

@@ -83,7 +83,7 @@ export interface StateStore {
   /**
    * Load and flags of many accounts in ONE round trip, index-aligned with `accounts` (the
    * scheduler reads them by position, with no per-select map). Accounts unknown to the store read
-   * as zero / NO_FLAGS. `snapshotById` gives the same keyed by account id.
+   * as zero / NO_FLAGS.
    */
   snapshot(accounts: readonly AccountRef[]): Promise<AccountSnapshot[]>;
 
@@ -115,12 +115,4 @@ export class StoreUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
   }
-}
-
-/** `store.snapshot` keyed by account id, for readers off the hot path (admin, metrics, tests). */
-export async function snapshotById(store: Pick<StateStore, 'snapshot'>, accounts: readonly AccountRef[]): Promise<Map<string, AccountSnapshot>> {
-  const rows = await store.snapshot(accounts);
-  const out = new Map<string, AccountSnapshot>();
-  for (let i = 0; i < accounts.length; i++) out.set(accounts[i].id, rows[i]);
-  return out;
 }

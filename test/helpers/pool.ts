@@ -53,7 +53,7 @@ export async function heldInStore(relay: TestRelay): Promise<{ slots: number; wa
   const snap = await relay.app.store.snapshot(refs);
   let slots = 0;
   let waiting = 0;
-  for (const s of snap.values()) {
+  for (const s of snap) {
     slots += s.inflight;
     waiting += s.waiting;
   }

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startSimUpstream, type SimAccountInit, type SimUpstream } from '../../scripts/sim/upstream.js';
 import { parsePrometheusText } from '../helpers/prom-parse.js';
 import { refusedUpgrade, RtClient } from '../helpers/realtime-client.js';
+import { eventually, heldInStore } from '../helpers/pool.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { makeSelfSignedCert, type TestCert } from '../helpers/tls.js';
 
@@ -32,19 +33,6 @@ async function setup(accounts: Acct[], overrides: Record<string, unknown> = {}):
     ...overrides,
   });
   return { sim: s, relay, rtUrl: `ws://127.0.0.1:${relay.port}/v1/realtime?model=gpt-realtime` };
-}
-
-async function inflight(r: TestRelay): Promise<number> {
-  const snap = await r.app.store.snapshot(r.app.scheduler.accounts().map((a) => ({ id: a.id, max: a.concurrency })));
-  return [...snap.values()].reduce((n, s) => n + s.inflight, 0);
-}
-
-async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 async function metric(r: TestRelay, name: string, labels: Record<string, string> = {}): Promise<number> {
@@ -110,7 +98,7 @@ describe('Realtime relay: the openai SDK over wss://', () => {
       'conversation.item.create',
       'response.create',
     ]);
-    await eventually(async () => (await inflight(r)) === 0);
+    await eventually(async () => (await heldInStore(r)).slots === 0);
     await eventually(async () => (await metric(r, 'switchyard_realtime_sessions_active')) === 0);
     expect(await metric(r, 'switchyard_realtime_frames_total', { direction: 'client_in' })).toBe(3);
     expect(await metric(r, 'switchyard_realtime_frames_total', { direction: 'client_out' })).toBeGreaterThanOrEqual(14);
@@ -163,7 +151,7 @@ describe('Realtime relay: splice under load', () => {
     expect(results).toEqual(Array(SESSIONS).fill(ROUNDS));
     expect(upgrades(s)).toHaveLength(SESSIONS);
     expect(s.log.filter((x) => x.kind === 'realtime_frame' && x.binaryBytes === 64 * 1024)).toHaveLength(SESSIONS * ROUNDS);
-    await eventually(async () => (await inflight(r)) === 0);
+    await eventually(async () => (await heldInStore(r)).slots === 0);
     await eventually(() => s.liveSockets().length === 0);
     expect(await metric(r, 'switchyard_realtime_sessions_active')).toBe(0);
     expect(await metric(r, 'switchyard_realtime_frames_total', { direction: 'client_in' })).toBe(SESSIONS * ROUNDS);
@@ -210,7 +198,7 @@ describe('Realtime relay: connect-time failover and auth', () => {
     expect(await metric(r, 'switchyard_scheduler_account_switch_total')).toBe(1);
     c.ws.close(1000);
     await c.closed;
-    await eventually(async () => (await inflight(r)) === 0);
+    await eventually(async () => (await heldInStore(r)).slots === 0);
   });
 
   it('an upstream that never answers the handshake times out and the next account serves', async () => {
@@ -269,7 +257,7 @@ describe('Realtime relay: closing and account health', () => {
     await c2.event();
     s.dropSocket(s.liveSockets('a')[0], 4001);
     expect(await c2.closed).toEqual({ code: 4001, reason: 'simulated close' });
-    await eventually(async () => (await inflight(r)) === 0);
+    await eventually(async () => (await heldInStore(r)).slots === 0);
     expect(await metric(r, 'switchyard_realtime_sessions_active')).toBe(0);
   });
 
@@ -277,12 +265,12 @@ describe('Realtime relay: closing and account health', () => {
     const { sim: s, relay: r, rtUrl } = await setup([{ name: 'a' }]);
     const c = await RtClient.open(rtUrl, { key: KEY });
     await c.event();
-    expect(await inflight(r)).toBe(1);
+    expect((await heldInStore(r)).slots).toBe(1);
     const socketId = s.liveSockets('a')[0];
     c.ws.terminate();
     const closed = await s.waitForLog((x) => x.kind === 'realtime_close' && x.socketId === socketId);
     expect(closed.code).toBe(1000);
-    await eventually(async () => (await inflight(r)) === 0);
+    await eventually(async () => (await heldInStore(r)).slots === 0);
     await eventually(async () => (await metric(r, 'switchyard_realtime_sessions_active')) === 0);
   });
 
@@ -342,7 +330,7 @@ describe('Realtime relay: closing and account health', () => {
       return releaseSlot(id, lease);
     };
     store.releaseAllOwnLeases = async () => {
-      order.push(`sweep(inflight=${await inflight(r)})`);
+      order.push(`sweep(inflight=${(await heldInStore(r)).slots})`);
       return releaseAll();
     };
     await r.stop();

@@ -2,6 +2,7 @@
 // 127.0.0.1 port 0. Issue 4's acceptance list, except the real-client (Codex/SDK) tests.
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSimUpstream, type SimUpstream, type SimAccountInit } from '../../scripts/sim/upstream.js';
+import { eventually, heldInStore } from '../helpers/pool.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { MemoryStore } from '../../src/state/memory-store.js';
 import { connect, TestWsClient, userMessage } from '../helpers/ws-client.js';
@@ -37,20 +38,6 @@ async function setup(
   return { sim: s, relay };
 }
 
-async function inflightTotal(r: TestRelay): Promise<number> {
-  const snap = await r.app.store.snapshot(r.app.scheduler.accounts().map((a) => ({ id: a.id, max: a.concurrency })));
-  return [...snap.values()].reduce((n, s) => n + s.inflight, 0);
-}
-
-async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error('condition not met in time');
-}
-
 describe('WebSocket relay: turns, chaining and pinning', () => {
   it('forwards a warm-up and a chained turn on one upstream socket, events unchanged and in order', async () => {
     const { sim, relay } = await setup([{ name: 'a' }]);
@@ -73,7 +60,7 @@ describe('WebSocket relay: turns, chaining and pinning', () => {
     expect((frames[0] as Record<string, unknown>).generate).toBe(false);
     expect((frames[1] as Record<string, unknown>).previous_response_id).toBe(warm.responseId);
     c.close();
-    await eventually(async () => (await inflightTotal(relay)) === 0 && sim.account('a').openSockets === 0);
+    await eventually(async () => (await heldInStore(relay)).slots === 0 && sim.account('a').openSockets === 0);
   });
 
   it('50 concurrent sessions × 5 chained turns over 3 accounts: every turn ends, chains stay on their socket, no slot leaks', async () => {
@@ -101,7 +88,7 @@ describe('WebSocket relay: turns, chaining and pinning', () => {
     const used = ['a', 'b', 'c'].filter((n) => sim.account(n).turns > 0);
     expect(used.length).toBeGreaterThanOrEqual(2);
     expect(sim.log.some((r) => r.kind === 'ws_frame' && (r.frame as { error?: unknown })?.error)).toBe(false);
-    await eventually(async () => (await inflightTotal(relay)) === 0);
+    await eventually(async () => (await heldInStore(relay)).slots === 0);
   }, 60_000);
 
   it('a new socket with the same session-id lands on the same account', async () => {
@@ -164,7 +151,7 @@ describe('WebSocket relay: turns, chaining and pinning', () => {
       expect(r.terminal.type, JSON.stringify(r.terminal)).toBe('response.completed');
       prev = r.responseId;
     }
-    await eventually(async () => (await inflightTotal(relay!)) === 0);
+    await eventually(async () => (await heldInStore(relay!)).slots === 0);
   });
 
   it('passes response.cancel through to the upstream socket', async () => {
@@ -176,7 +163,7 @@ describe('WebSocket relay: turns, chaining and pinning', () => {
     const r = await c.readTurn();
     expect(['response.cancelled', 'response.incomplete', 'response.completed']).toContain(r.terminal.type);
     expect(sim.log.some((x) => x.kind === 'ws_frame' && (x.frame as { type?: string }).type === 'response.cancel')).toBe(true);
-    await eventually(async () => (await inflightTotal(relay)) === 0);
+    await eventually(async () => (await heldInStore(relay)).slots === 0);
   });
 });
 
@@ -256,7 +243,7 @@ describe('WebSocket relay: failover', () => {
     const r = await c.turn({ model: 'm', store: false, input: userMessage('hi') });
     expect(r.terminal).toMatchObject({ type: 'error', error: { code: 'upstream_unavailable' } });
     expect((await c.closed).code).toBe(1013);
-    expect(await inflightTotal(relay)).toBe(0);
+    expect((await heldInStore(relay)).slots).toBe(0);
   });
 
   it('an upstream that closes mid-stream ends the turn with an error frame and frees the slot', async () => {
@@ -264,7 +251,7 @@ describe('WebSocket relay: failover', () => {
     const c = await connect(relay.wsUrl, { key: KEY });
     const r = await c.turn({ model: 'm', store: false, input: userMessage('hi') });
     expect(r.terminal).toMatchObject({ type: 'error', error: { code: 'upstream_error' } });
-    await eventually(async () => (await inflightTotal(relay)) === 0);
+    await eventually(async () => (await heldInStore(relay)).slots === 0);
   });
 });
 
@@ -353,9 +340,9 @@ describe('WebSocket relay: bad input and limits', () => {
     const c = await connect(relay.wsUrl, { key: KEY });
     c.send({ type: 'response.create', model: 'm', store: false, input: 'long' });
     await c.next();
-    expect(await inflightTotal(relay)).toBe(1);
+    expect((await heldInStore(relay)).slots).toBe(1);
     c.ws.terminate();
-    await eventually(async () => (await inflightTotal(relay)) === 0 && sim.account('a').openSockets === 0);
+    await eventually(async () => (await heldInStore(relay)).slots === 0 && sim.account('a').openSockets === 0);
   });
 
   it('a client that never reads does not grow relay memory without bound: the upstream is paused', async () => {
