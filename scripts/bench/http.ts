@@ -11,7 +11,8 @@
 // printed (`portkey_error`) and its figures are null.
 //
 //   npm run bench:http -- [--streams 1,50,200] [--runs 3] [--seconds 4] [--portkey-shim] [--profile DIR]
-// --profile DIR writes a --cpu-prof profile of the Switchyard process there.
+// --profile DIR writes a --cpu-prof profile of the Switchyard process there, and of the bare
+// pass-through under DIR/bare.
 import { parseArgs } from 'node:util';
 import { BenchChild, withChildren } from './children.js';
 import { runHttpPhase, type HttpTarget } from './http-driver.js';
@@ -74,7 +75,10 @@ await withChildren(async () => {
     ],
     nodeFlags: values.profile ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : [],
   });
-  const { child: bare, info: bareInfo } = await BenchChild.fork('bare-http', 'scripts/bench/bare-http-relay.ts', { args: ['--target', simOrigin] });
+  const { child: bare, info: bareInfo } = await BenchChild.fork('bare-http', 'scripts/bench/bare-http-relay.ts', {
+    args: ['--target', simOrigin],
+    nodeFlags: values.profile ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}/bare`] : [],
+  });
   const { child: portkey, info: portkeyInfo } = await BenchChild.fork('portkey', 'scripts/bench/portkey-child.ts', {
     env: values['portkey-shim'] ? { BENCH_PORTKEY_SHIM: '1' } : {},
     echo: false,

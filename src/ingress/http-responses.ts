@@ -110,11 +110,13 @@ function readBody(req: IncomingMessage, limit: number): Promise<BodyRead> {
   });
 }
 
-function sendTurnError(res: ServerResponse, e: TurnError): void {
+function sendTurnError(res: ServerResponse, e: TurnError, body?: SseBody): void {
   if (res.destroyed) return;
   if (res.headersSent) {
     // Already streaming (keep-alives went out while waiting): the error becomes an SSE event.
-    res.end(`event: error\ndata: ${errorEventData(e)}\n\n`);
+    const event = `event: error\ndata: ${errorEventData(e)}\n\n`;
+    if (body) body.end(event);
+    else res.end(event);
     return;
   }
   const text = JSON.stringify({ error: e.error });
@@ -128,31 +130,78 @@ const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache
 
 /** One SSE event; a multi-line payload becomes several `data:` lines, as the format requires. */
 export function formatSse(name: string | undefined, data: string): string {
+  const head = name ? `event: ${name}\n` : '';
+  // Upstream payloads are one line of JSON: skip the split for them.
+  if (data.indexOf('\n') === -1 && data.indexOf('\r') === -1) return `${head}data: ${data}\n\n`;
   const lines = data.split(/\r\n|\r|\n/).map((l) => `data: ${l}\n`).join('');
-  return `${name ? `event: ${name}\n` : ''}${lines}\n`;
+  return `${head}${lines}\n`;
 }
 
-function writeSse(res: ServerResponse, chunk: string): Promise<void> {
-  if (res.destroyed || res.writableEnded) return Promise.resolve();
-  if (res.write(chunk)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
+/**
+ * The SSE body of one response. Events pushed in the same tick (one upstream read usually holds
+ * many) leave as one chunk in one `res.write`, and the last ones ride on `res.end`: per event
+ * node:http would otherwise frame a chunk and queue four buffers for the socket. Bytes and order
+ * are unchanged. `push` answers a promise when the client cannot take more (backpressure as
+ * `res.write`), resolved once it can; nothing when it can.
+ */
+export class SseBody {
+  private pending = '';
+  private scheduled = false;
+
+  constructor(private readonly res: ServerResponse) {}
+
+  push(chunk: string): Promise<void> | undefined {
+    const res = this.res;
+    if (res.destroyed || res.writableEnded) return undefined;
+    this.pending += chunk;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      process.nextTick(this.flush);
+    }
+    return res.writableNeedDrain ? this.drained() : undefined;
+  }
+
+  /** Writes what is pending now (before anything written to `res` directly). */
+  readonly flush = (): void => {
+    this.scheduled = false;
+    const text = this.pending;
+    if (text === '') return;
+    this.pending = '';
+    if (!this.res.destroyed && !this.res.writableEnded) this.res.write(text);
+  };
+
+  /** Ends the response, the pending events with it. */
+  end(last = ''): void {
+    const text = this.pending + last;
+    this.pending = '';
+    if (this.res.writableEnded) return;
+    if (text === '') this.res.end();
+    else this.res.end(text);
+  }
+
+  private drained(): Promise<void> {
+    const res = this.res;
+    return new Promise((resolve) => {
+      const done = (): void => {
+        res.off('drain', done);
+        res.off('close', done);
+        resolve();
+      };
+      res.on('drain', done);
+      res.on('close', done);
+    });
+  }
 }
 
 export function createHttpResponsesHandler(deps: HttpResponsesDeps): RequestHandler {
   return async (req: IncomingMessage, res: ServerResponse, client: ClientIdentity): Promise<void> => {
     const cfg = deps.config();
     const requestId = randomUUID();
-    const log = deps.log.child({ request: requestId });
+    // No child logger per request: at the default level nothing is logged per request, and a
+    // pino child costs a bindings serialisation each time.
+    const log = deps.log;
     const reject = (err: RelayError): void => {
-      log.info({ event: 'request_rejected', code: err.spec.code, status: err.spec.http }, 'request rejected');
+      log.info({ event: 'request_rejected', request: requestId, code: err.spec.code, status: err.spec.http }, 'request rejected');
       sendTurnError(res, relayTurnError(err));
     };
     if (deps.isDraining()) return reject(new RelayError('SY_ERR_SHUTTING_DOWN'));
@@ -177,17 +226,18 @@ export function createHttpResponsesHandler(deps: HttpResponsesDeps): RequestHand
     const headers: IncomingHeaders = { ...req.headers };
     delete headers.authorization;
     const startedAt = deps.clock.now();
+    const sse = new SseBody(res);
     const sink: HttpTurnSink = {
       start(passBack) {
         if (!res.headersSent) res.writeHead(200, { ...passBack, ...SSE_HEADERS });
       },
-      event: (name, data) => writeSse(res, formatSse(name, data)),
+      event: (name, data) => sse.push(formatSse(name, data)),
     };
     const onWait = parsed.stream
       ? () => {
           // Headers must go out for a comment to be sent: from here on a refusal is an SSE event.
           if (!res.headersSent) res.writeHead(200, SSE_HEADERS);
-          if (!res.destroyed) res.write(': keep-alive\n\n');
+          void sse.push(': keep-alive\n\n');
         }
       : undefined;
     const r = await runHttpTurn(
@@ -211,25 +261,27 @@ export function createHttpResponsesHandler(deps: HttpResponsesDeps): RequestHand
     );
     switch (r.end.kind) {
       case 'streamed':
-        if (!res.writableEnded) res.end();
+        sse.end();
         break;
       case 'json':
-        if (res.headersSent) res.end();
+        if (res.headersSent) sse.end();
         else {
           res.writeHead(r.end.status, { ...r.end.headers, 'content-type': 'application/json', 'content-length': r.end.body.length });
           res.end(r.end.body);
         }
         break;
       case 'error':
-        sendTurnError(res, r.end.error);
+        sendTurnError(res, r.end.error, sse);
         break;
       case 'client_gone':
         if (!res.writableEnded) res.destroy();
         break;
     }
+    if (!log.isLevelEnabled('info')) return;
     log.info(
       {
         event: 'turn',
+        request: requestId,
         transport: 'http',
         client: client.name,
         stream: parsed.stream,

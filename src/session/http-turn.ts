@@ -41,8 +41,11 @@ export interface HttpTurnSpec {
 export interface HttpTurnSink {
   /** The first event is about to go out: commit the client's response (status 200 + these headers). */
   start(headers: Record<string, string>): void;
-  /** One upstream event, unchanged; resolves when the client can take more. */
-  event(name: string | undefined, data: string): Promise<void>;
+  /**
+   * One upstream event, unchanged. A promise when the client cannot take more yet (resolves when
+   * it can); nothing when it can.
+   */
+  event(name: string | undefined, data: string): Promise<void> | void;
 }
 
 /** An error for the client: status, OpenAI-style error, Retry-After, WS close code (null = stay open). */
@@ -216,38 +219,41 @@ async function serve(
   let responseId: string | null = null;
   let forwarded = 0;
   let terminal: ClassifiedEvent | null = null;
-  for await (const item of reply.events) {
-    if (item.kind === 'truncated') {
-      if (spec.signal.aborted) return clientGone(deps, account.id);
-      if (forwarded === 0) return { kind: 'moveable', failed: { failure: item.failure, error: null } };
-      await sink.event('error', errorEventData(relayTurnError(new RelayError('SY_ERR_UPSTREAM_FAILED'))));
-      deps.scheduler.reportResult(account.id, false, ttftMs);
-      deps.bus.emit({ type: 'turn', account: account.id, transport: 'http', outcome: 'upstream_error', ttftMs });
-      return { kind: 'done', end: { kind: 'streamed' }, outcome: 'upstream_broken', ttftMs, responseId };
-    }
-    const ev = item.ev;
-    if (forwarded === 0 && ev.type === 'error') {
-      const f = classifyErrorEvent(ev.error?.status ?? null, ev.error?.code ?? null, ev.error?.type ?? null);
-      if (f.retryable) {
-        const error = sanitizeUpstreamError(item.data, ev.error?.status ?? null, [account.apiKey]);
-        return { kind: 'moveable', failed: { failure: f, error } };
+  stream: for await (const batch of reply.events) {
+    for (const item of batch) {
+      if (item.kind === 'truncated') {
+        if (spec.signal.aborted) return clientGone(deps, account.id);
+        if (forwarded === 0) return { kind: 'moveable', failed: { failure: item.failure, error: null } };
+        await sink.event('error', errorEventData(relayTurnError(new RelayError('SY_ERR_UPSTREAM_FAILED'))));
+        deps.scheduler.reportResult(account.id, false, ttftMs);
+        deps.bus.emit({ type: 'turn', account: account.id, transport: 'http', outcome: 'upstream_error', ttftMs });
+        return { kind: 'done', end: { kind: 'streamed' }, outcome: 'upstream_broken', ttftMs, responseId };
       }
-    }
-    if (forwarded === 0) sink.start(passBackHeaders(reply.headers));
-    await sink.event(item.name, carriesError(ev) ? scrubCredentialText(item.data, account.apiKey) : item.data);
-    forwarded++;
-    if (ev.output && ttftMs === null) ttftMs = performance.now() - sentAt;
-    if (ev.responseId !== null && ev.responseId !== responseId) {
-      responseId = ev.responseId;
-      deps.scheduler.bindResponse(spec.request.group, responseId, account.id).catch(() => undefined);
-    }
-    if (spec.collectItems && ev.type === 'response.output_item.done') {
-      const done = parseObject(item.data)?.item;
-      if (done !== null && typeof done === 'object' && !Array.isArray(done)) outputItems.push(done as Record<string, unknown>);
-    }
-    if (ev.terminal) {
-      terminal = ev;
-      break;
+      const ev = item.ev;
+      if (forwarded === 0 && ev.type === 'error') {
+        const f = classifyErrorEvent(ev.error?.status ?? null, ev.error?.code ?? null, ev.error?.type ?? null);
+        if (f.retryable) {
+          const error = sanitizeUpstreamError(item.data, ev.error?.status ?? null, [account.apiKey]);
+          return { kind: 'moveable', failed: { failure: f, error } };
+        }
+      }
+      if (forwarded === 0) sink.start(passBackHeaders(reply.headers));
+      const backpressure = sink.event(item.name, carriesError(ev) ? scrubCredentialText(item.data, account.apiKey) : item.data);
+      if (backpressure) await backpressure;
+      forwarded++;
+      if (ev.output && ttftMs === null) ttftMs = performance.now() - sentAt;
+      if (ev.responseId !== null && ev.responseId !== responseId) {
+        responseId = ev.responseId;
+        deps.scheduler.bindResponse(spec.request.group, responseId, account.id).catch(() => undefined);
+      }
+      if (spec.collectItems && ev.type === 'response.output_item.done') {
+        const done = parseObject(item.data)?.item;
+        if (done !== null && typeof done === 'object' && !Array.isArray(done)) outputItems.push(done as Record<string, unknown>);
+      }
+      if (ev.terminal) {
+        terminal = ev;
+        break stream;
+      }
     }
   }
   if (terminal === null) {

@@ -38,8 +38,12 @@ export type SseItem = SseEvent | SseTruncated;
 export type UpstreamReply =
   /** Connect error, timeout, or a non-2xx answer (with its sanitised error body). */
   | { kind: 'failed'; failure: UpstreamFailure; error: SanitizedError | null; headers: IncomingHeaders }
-  /** 2xx `text/event-stream`: iterate `events` once; breaking out of the loop releases the connection. */
-  | { kind: 'sse'; status: number; headers: IncomingHeaders; events: AsyncIterable<SseItem> }
+  /**
+   * 2xx `text/event-stream`: iterate `events` once, each step a batch of the events decoded from
+   * what the upstream sent so far (in order; a step per event would cost a few promises each);
+   * breaking out of the loop releases the connection.
+   */
+  | { kind: 'sse'; status: number; headers: IncomingHeaders; events: AsyncIterable<readonly SseItem[]> }
   /** 2xx JSON (non-streaming request). */
   | { kind: 'json'; status: number; headers: IncomingHeaders; body: Buffer };
 
@@ -138,11 +142,12 @@ async function readLimited(body: Body, limit: number): Promise<Buffer | null> {
 const MAX_QUEUED_EVENTS = 64;
 
 /**
- * Decodes an SSE body into classified events, in order, pausing the body while the consumer lags.
- * Ends after the terminal event (the rest of the body flows to its end unread, so the connection
- * can be reused), or with exactly one `truncated` item when no terminal event came.
+ * Decodes an SSE body into classified events, in order, in batches (one per wake-up), pausing the
+ * body while the consumer lags. Ends after the batch holding the terminal event (the rest of the
+ * body flows to its end unread, so the connection can be reused), or with exactly one `truncated`
+ * item when no terminal event came.
  */
-async function* sseEvents(body: Body): AsyncGenerator<SseItem> {
+async function* sseEvents(body: Body): AsyncGenerator<readonly SseItem[]> {
   const queue: EventSourceMessage[] = [];
   const decoder = new TextDecoder();
   let terminal = false;
@@ -176,15 +181,17 @@ async function* sseEvents(body: Body): AsyncGenerator<SseItem> {
   });
   try {
     for (;;) {
-      while (queue.length > 0) {
-        const m = queue.shift()!;
-        if (m.data === '' || m.data === '[DONE]') continue;
-        const ev = classifyEventText(m.data, true);
-        if (ev.terminal) {
-          terminal = true;
-          queue.length = 0;
+      if (queue.length > 0) {
+        const batch: SseItem[] = [];
+        for (let i = 0; i < queue.length && !terminal; i++) {
+          const m = queue[i];
+          if (m.data === '' || m.data === '[DONE]') continue;
+          const ev = classifyEventText(m.data, true);
+          if (ev.terminal) terminal = true;
+          batch.push({ kind: 'event', name: m.event, data: m.data, ev });
         }
-        yield { kind: 'event', name: m.event, data: m.data, ev };
+        queue.length = 0;
+        if (batch.length > 0) yield batch;
         if (terminal) return;
       }
       if (ended) break;
@@ -195,7 +202,7 @@ async function* sseEvents(body: Body): AsyncGenerator<SseItem> {
     if (terminal) body.resume();
     else body.destroy();
   }
-  yield { kind: 'truncated', failure: failure ?? connectFailure('upstream stream ended before a terminal event') };
+  yield [{ kind: 'truncated', failure: failure ?? connectFailure('upstream stream ended before a terminal event') }];
 }
 
 export interface HttpUpstreamDeps {
@@ -205,6 +212,7 @@ export interface HttpUpstreamDeps {
 
 export class HttpUpstream {
   private readonly pools = new Map<string, Pool>();
+  private readonly targets = new WeakMap<AccountConfig, { origin: string; path: string }>();
   private readonly clock: Clock;
   private closed = false;
 
@@ -224,7 +232,7 @@ export class HttpUpstream {
     opts: UpstreamRequestOptions = { stream: true },
   ): Promise<UpstreamReply> {
     const cfg = this.deps.config();
-    const url = new URL(httpUrl(account, '/responses'));
+    const url = this.target(account);
     const headers: Record<string, string> = {
       ...passThroughHeaders(clientHeaders),
       authorization: `Bearer ${account.apiKey}`,
@@ -235,7 +243,7 @@ export class HttpUpstream {
     try {
       if (this.closed) throw Object.assign(new Error('closed'), { code: 'UPSTREAM_CLOSED' });
       res = await this.pool(url.origin, cfg).request({
-        path: url.pathname + url.search,
+        path: url.path,
         method: 'POST',
         headers,
         body,
@@ -287,6 +295,17 @@ export class HttpUpstream {
         if (!ok) await p.destroy().catch(() => undefined);
       }),
     );
+  }
+
+  /** The account's POST target, parsed once per account config (a reload brings new objects). */
+  private target(account: AccountConfig): { origin: string; path: string } {
+    let t = this.targets.get(account);
+    if (!t) {
+      const url = new URL(httpUrl(account, '/responses'));
+      t = { origin: url.origin, path: url.pathname + url.search };
+      this.targets.set(account, t);
+    }
+    return t;
   }
 
   private pool(origin: string, cfg: Config): Pool {
