@@ -48,6 +48,9 @@ export interface WsPhaseResult {
   latencies: number[];
   ttfeFirst: number[];
   ttfeLater: number[];
+  /** Later turns' TTFE split at the first event's `sim_ts`: request leg (send → sim) and response leg (sim → read). */
+  ttfeLaterUp: number[];
+  ttfeLaterDown: number[];
   /** Turns that ended with anything but response.completed (type and a head of the frame). */
   errors: string[];
 }
@@ -77,6 +80,8 @@ class Collector {
   readonly latencies: number[] = [];
   readonly ttfeFirst: number[] = [];
   readonly ttfeLater: number[] = [];
+  readonly ttfeLaterUp: number[] = [];
+  readonly ttfeLaterDown: number[] = [];
   readonly errors: string[] = [];
   errorCount = 0;
 }
@@ -188,7 +193,14 @@ class BenchSession {
       this.sawFirst = true;
       // A first turn is timed even while warming up: it is the one that opens upstream sockets.
       if (this.turn === 1) c.ttfeFirst.push(now - this.sentAt);
-      else if (c.measuring) c.ttfeLater.push(now - this.sentAt);
+      else if (c.measuring) {
+        c.ttfeLater.push(now - this.sentAt);
+        const ts = simTs(data);
+        if (!Number.isNaN(ts)) {
+          c.ttfeLaterUp.push(ts - this.sentAt);
+          c.ttfeLaterDown.push(now - ts);
+        }
+      }
     }
     if (!c.measuring) return;
     c.events++;
@@ -280,6 +292,8 @@ export async function runWsPhase(target: WsTarget, o: WsPhaseOptions, hooks: WsP
     latencies: c.latencies,
     ttfeFirst: c.ttfeFirst,
     ttfeLater: c.ttfeLater,
+    ttfeLaterUp: c.ttfeLaterUp,
+    ttfeLaterDown: c.ttfeLaterDown,
     errors: c.errors,
   };
 }

@@ -56,6 +56,8 @@ interface RunFigures {
   p99: Record<TargetName, number>;
   ttfeFirst: Record<TargetName, number>;
   ttfeLater: Record<TargetName, number>;
+  ttfeUp: Record<TargetName, number>;
+  ttfeDown: Record<TargetName, number>;
 }
 
 const { values } = parseArgs({
@@ -113,13 +115,15 @@ await withChildren(async () => {
   const { child: simChild, info } = await BenchChild.fork('sim', 'scripts/bench/sim-child.ts', { args: ['--accounts', String(ACCOUNTS)] });
   const sim = info as unknown as SimInfo;
   const profile = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : [];
+  // Investigation only: extra V8 flags for both relays (e.g. --trace-gc), from the environment.
+  const extra = process.env.BENCH_RELAY_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
   const { child: bare, info: bareInfo } = await BenchChild.fork('bare', 'scripts/bench/bare-relay.ts', {
     args: ['--target', sim.url.replace(/^http/, 'ws')],
-    nodeFlags: profile,
+    nodeFlags: [...profile, ...extra],
   });
   const { child: relay, info: relayInfo } = await BenchChild.fork('switchyard', 'scripts/bench/switchyard-child.ts', {
     args: ['--config', JSON.stringify(relayConfig(sim)), '--log-level', values['log-level']],
-    nodeFlags: profile,
+    nodeFlags: [...profile, ...extra],
   });
   if (values.profile) process.stderr.write(`[bench:ws] profiles in ${values.profile}: bare pid ${bare.pid}, switchyard pid ${relay.pid}\n`);
   const all = targets(sim, bareInfo.port as number, relayInfo.port as number);
@@ -157,7 +161,7 @@ await withChildren(async () => {
     const perRun: RunFigures[] = [];
     for (let run = 0; run < runs; run++) {
       const order = rotate(TARGETS, run);
-      const f: RunFigures = { eps: {} as never, cpuPer10k: {}, p50: {} as never, p99: {} as never, ttfeFirst: {} as never, ttfeLater: {} as never };
+      const f: RunFigures = { eps: {} as never, cpuPer10k: {}, p50: {} as never, p99: {} as never, ttfeFirst: {} as never, ttfeLater: {} as never, ttfeUp: {} as never, ttfeDown: {} as never };
       await simChild.call('set', { deltaCount: DELTAS, deltaIntervalMs: 0, ttftMs: 0, text: TEXT });
       for (const name of order) {
         const { r, cpuS } = await phase(name, k, plan.throughputTurns, 0, true);
@@ -171,12 +175,14 @@ await withChildren(async () => {
         [f.p50[name], f.p99[name]] = percentiles(r.latencies, [50, 99]);
         [f.ttfeFirst[name]] = percentiles(r.ttfeFirst, [50]);
         [f.ttfeLater[name]] = percentiles(r.ttfeLater, [50]);
+        [f.ttfeUp[name]] = percentiles(r.ttfeLaterUp, [50]);
+        [f.ttfeDown[name]] = percentiles(r.ttfeLaterDown, [50]);
       }
       perRun.push(f);
       process.stderr.write(`[bench:ws] K=${k} run ${run + 1}/${runs}: ${JSON.stringify(f, (_k, v: unknown) => (typeof v === 'number' ? round(v, 3) : v))}\n`);
     }
     const med = (pick: (f: RunFigures) => number | undefined) => median(perRun.map((f) => pick(f) ?? Number.NaN));
-    const added = (name: TargetName, field: 'p50' | 'p99' | 'ttfeFirst' | 'ttfeLater') => med((f) => f[field][name] - f[field].direct);
+    const added = (name: TargetName, field: 'p50' | 'p99' | 'ttfeFirst' | 'ttfeLater' | 'ttfeUp' | 'ttfeDown') => med((f) => f[field][name] - f[field].direct);
     const perRunRatio = (pick: (f: RunFigures) => number) => round(med(pick), 2);
     const eps = { direct: med((f) => f.eps.direct), bare: med((f) => f.eps.bare), relay: med((f) => f.eps.relay) };
     const line = {
@@ -193,6 +199,11 @@ await withChildren(async () => {
       relay_ttfe_later_ms: round(added('relay', 'ttfeLater')),
       relay_cpu_s_per_10k: round(med((f) => f.cpuPer10k.relay)),
       // Beyond the issue's format: first turns, the bare relay's CPU, the direct baseline, ratios.
+      // Later-turn TTFE split at the first event's sim_ts: request leg (send → sim), response leg.
+      bare_ttfe_later_up_ms: round(added('bare', 'ttfeUp')),
+      relay_ttfe_later_up_ms: round(added('relay', 'ttfeUp')),
+      bare_ttfe_later_down_ms: round(added('bare', 'ttfeDown')),
+      relay_ttfe_later_down_ms: round(added('relay', 'ttfeDown')),
       bare_ttfe_first_ms: round(added('bare', 'ttfeFirst')),
       relay_ttfe_first_ms: round(added('relay', 'ttfeFirst')),
       bare_cpu_s_per_10k: round(med((f) => f.cpuPer10k.bare)),

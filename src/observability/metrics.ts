@@ -95,6 +95,7 @@ export class Metrics {
   /** Accounts with runtime stats samples on this instance. */
   private readonly statsSeen = new Set<string>();
   private readonly unsubscribe: () => void;
+  private pending: RelayEvent[] = [];
 
   constructor(deps: MetricsDeps) {
     this.deps = deps;
@@ -230,10 +231,12 @@ export class Metrics {
   /** Stops listening to the bus (the registry stays readable). */
   close(): void {
     this.unsubscribe();
+    this.drain();
   }
 
   /** Prometheus text exposition. Never fails because of the store: the last values stay. */
   async render(): Promise<{ contentType: string; body: string }> {
+    this.drain();
     await this.refreshAccounts();
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
@@ -253,14 +256,30 @@ export class Metrics {
     for (const c of byDirection) for (const d of DIRECTIONS) c.labels(d).inc(0);
   }
 
-  // Listeners must not throw into the emitter (a session or the scheduler): a bad value is dropped.
+  /**
+   * Events are recorded in batches off the turn's path, not inside it: a select is emitted
+   * between a client's frame arriving and its upstream send, and prom-client hashes the labels of
+   * every update again (a few µs per event). The queue holds at most FLUSH_MS of events; a scrape
+   * records what is queued first.
+   */
   private busOnEvent(e: RelayEvent): void {
-    try {
-      this.record(e);
-    } catch {
-      // A metric sample is not worth failing a turn over; prom-client only throws on invalid values.
-    }
+    this.pending.push(e);
+    if (this.pending.length === 1) setTimeout(this.drain, FLUSH_MS).unref();
   }
+
+  // Never throws into the emitter's loop (a session or the scheduler): a bad value is dropped.
+  private readonly drain = (): void => {
+    const events = this.pending;
+    if (events.length === 0) return;
+    this.pending = [];
+    for (const e of events) {
+      try {
+        this.record(e);
+      } catch {
+        // A metric sample is not worth failing a turn over; prom-client only throws on invalid values.
+      }
+    }
+  };
 
   private record(e: RelayEvent): void {
     switch (e.type) {
@@ -364,6 +383,9 @@ export class Metrics {
     children.delete(account);
   }
 }
+
+/** How long a metric event may wait before it is recorded (a scrape records it at once). */
+const FLUSH_MS = 20;
 
 function cooldownActive(flags: AccountFlags, reason: (typeof COOLDOWN_REASONS)[number], now: number): boolean {
   switch (reason) {

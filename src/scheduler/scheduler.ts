@@ -234,8 +234,9 @@ export class AccountScheduler implements Scheduler {
   private pinnedAcquired(req: ScheduleRequest, run: Run, plan: SelectionPlan, leaseId: string): Extract<ScheduleOutcome, { kind: 'acquired' }> {
     const candidate = plan.candidates[0];
     // The session is normally bound to this account already: the write (a TTL refresh in effect)
-    // is best-effort and need not hold up the turn.
-    void this.applyBinding(req, candidate);
+    // is best-effort and need not hold up the turn. It runs once the caller's synchronous part
+    // is over, so with an in-process store the frame goes upstream before it.
+    queueMicrotask(() => void this.applyBinding(req, candidate));
     return this.acquiredNow(run, plan, candidate, new StoreLease(candidate.account.id, leaseId, this.store));
   }
 

@@ -325,11 +325,15 @@ export class ResponsesSession {
   /** Sends the frame on `conn` and resolves when the turn ends there. */
   private attempt(frame: CreateFrame, account: AccountConfig, conn: UpstreamWs, lease: SlotLease): Promise<AttemptResult> {
     return new Promise<AttemptResult>((resolve) => {
+      // The frame leaves first; the turn's state is set up after it, in the same tick, so no
+      // upstream event can arrive before it (they come in later callbacks).
+      const sentAt = performance.now();
+      const sent = !this.closed && conn.send(frame.raw);
       const turn: ActiveTurn = {
         conn,
         account,
         lease,
-        sentAt: performance.now(),
+        sentAt,
         ttftMs: null,
         forwarded: 0,
         responseId: null,
@@ -350,7 +354,7 @@ export class ResponsesSession {
         else conn.close(1000);
         turn.resolve({ kind: 'upstream_timeout' });
       }, this.deps.config().websocket.upstreamIdleTimeoutMs);
-      if (!conn.send(frame.raw)) turn.resolve({ kind: 'failed_before_output', failure: connectFailure('upstream socket closed') });
+      if (!sent) turn.resolve({ kind: 'failed_before_output', failure: connectFailure('upstream socket closed') });
     });
   }
 

@@ -236,14 +236,32 @@ describe('session events', () => {
     expect(sampleValue(fams, 'switchyard_realtime_bytes_total', { direction: 'client_in' })).toBe(10);
   });
 
-  it('never throws into the emitter, even on a value prom-client rejects', () => {
-    const { bus } = setup();
+  it('never throws into the emitter, even on a value prom-client rejects', async () => {
+    const { bus, scrape } = setup();
     expect(() => bus.emit({ type: 'gauge', name: 'ws_sessions_active', delta: Number.NaN })).not.toThrow();
     expect(() => bus.emit({ type: 'turn', account: 'a', transport: 'ws', outcome: 'completed', ttftMs: Number.POSITIVE_INFINITY })).not.toThrow();
+    bus.emit({ type: 'turn', account: 'a', transport: 'ws', outcome: 'completed', ttftMs: 5 });
+    // The rejected values are dropped when the queue is recorded; the good one after them stays.
+    const { fams } = await scrape();
+    expect(sampleValue(fams, 'switchyard_upstream_turns_total', { account: 'a', transport: 'ws', outcome: 'completed' })).toBe(2);
   });
 
-  it('builds no label children for label values it has seen before (hot path)', () => {
-    const { bus } = setup();
+  it('records events off the emitting call: on its own within a few ms, or at once on a scrape', async () => {
+    const { bus, metrics } = setup();
+    const selects = async () => {
+      const json = await metrics.registry.getMetricsAsJSON();
+      const m = json.find((x) => x.name === 'switchyard_scheduler_select_total');
+      return m?.values.find((v) => v.labels.layer === 'load_balance' && v.labels.result === 'acquired')?.value;
+    };
+    bus.emit(select());
+    // Not inside the emit: a select is emitted between a client frame and its upstream send.
+    expect(await selects()).toBe(0);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(await selects()).toBe(1);
+  });
+
+  it('builds no label children for label values it has seen before (hot path)', async () => {
+    const { bus, scrape } = setup();
     const events: RelayEvent[] = [
       select(),
       select({ layer: 'session_hash', stickySessionHit: true }),
@@ -255,9 +273,14 @@ describe('session events', () => {
       { type: 'account_stats', account: 'acc-1', errorRate: 0.1, ttftMs: 200 },
     ];
     for (const e of events) bus.emit(e);
+    await new Promise((r) => setTimeout(r, 60));
     const spies = [vi.spyOn(Counter.prototype, 'labels'), vi.spyOn(Histogram.prototype, 'labels'), vi.spyOn(Gauge.prototype, 'labels')];
     for (let i = 0; i < 100; i++) for (const e of events) bus.emit(e);
+    await new Promise((r) => setTimeout(r, 60)); // recorded by the queue's own flush
     for (const s of spies) expect(s).not.toHaveBeenCalled();
+    for (const s of spies) s.mockRestore();
+    const { fams } = await scrape();
+    expect(sampleValue(fams, 'switchyard_upstream_turns_total', { account: 'acc-1', transport: 'ws', outcome: 'completed' })).toBe(101);
   });
 });
 
