@@ -20,9 +20,9 @@ function firstNonEmpty(value: string | readonly string[] | undefined): string | 
   return null;
 }
 
-function header(headers: HeaderBag, name: string): string | null {
+function header(headers: HeaderBag, name: string, mixedCase: boolean): string | null {
   const direct = firstNonEmpty(headers[name]);
-  if (direct !== null) return direct;
+  if (direct !== null || !mixedCase) return direct;
   // Node lower-cases incoming header names; other callers may not.
   for (const key of Object.keys(headers)) {
     if (key !== name && key.toLowerCase() === name) {
@@ -35,8 +35,16 @@ function header(headers: HeaderBag, name: string): string | null {
 
 /** The raw session key: first of the headers in order, then body `prompt_cache_key`; null when none. */
 export function extractSessionKey(headers: HeaderBag, body?: unknown): string | null {
+  // One look at the names instead of one per header tried (node's are all lower case already).
+  let mixedCase = false;
+  for (const key in headers) {
+    if (key !== key.toLowerCase()) {
+      mixedCase = true;
+      break;
+    }
+  }
   for (const name of SESSION_HEADERS) {
-    const v = header(headers, name);
+    const v = header(headers, name, mixedCase);
     if (v !== null) return v;
   }
   if (body !== null && typeof body === 'object') {

@@ -2,7 +2,7 @@
 // `POST <baseUrl>/responses` with the account's credential; an SSE answer is decoded with
 // eventsource-parser into classified events. Never logs, returns or echoes the account key.
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { AccountConfig, Config } from '../config/schema.js';
 import { systemClock, type Clock } from '../clock.js';
 import { classifyEventText, type ClassifiedEvent } from '../session/events.js';
@@ -122,20 +122,57 @@ function isEventStream(headers: IncomingHeaders): boolean {
   return (Array.isArray(ct) ? ct.join(',') : (ct ?? '')).toLowerCase().includes('text/event-stream');
 }
 
-type Body = NodeJS.ReadableStream & AsyncIterable<Buffer> & { destroy(err?: Error): unknown };
+type BodySink = { data(chunk: Buffer): void; end(): void; error(err: unknown): void };
 
-async function readLimited(body: Body, limit: number): Promise<Buffer | null> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > limit) {
-      body.destroy();
-      return null;
-    }
-    chunks.push(chunk);
+/**
+ * The body of one upstream answer as undici hands it over (its dispatch handler API: no stream
+ * object, no promise per chunk). What arrives before the consumer attaches (headers and the first
+ * chunk often come in one read) is kept and replayed. `pause`/`resume` hold and release the
+ * socket; `abort` drops the connection.
+ */
+class BodySource {
+  private sink: BodySink | null = null;
+  private early: Array<Buffer | { end: true } | { error: unknown }> = [];
+
+  constructor(private readonly control: () => Dispatcher.DispatchController | null) {}
+
+  pause(): void {
+    this.control()?.pause();
   }
-  return Buffer.concat(chunks);
+
+  resume(): void {
+    this.control()?.resume();
+  }
+
+  abort(): void {
+    this.control()?.abort(Object.assign(new Error('consumer gone'), { code: 'ABORT_ERR' }));
+  }
+
+  attach(sink: BodySink): void {
+    this.sink = sink;
+    const early = this.early;
+    this.early = [];
+    for (const item of early) {
+      if (Buffer.isBuffer(item)) sink.data(item);
+      else if ('end' in item) sink.end();
+      else sink.error(item.error);
+    }
+  }
+
+  data(chunk: Buffer): void {
+    if (this.sink) this.sink.data(chunk);
+    else this.early.push(chunk);
+  }
+
+  end(): void {
+    if (this.sink) this.sink.end();
+    else this.early.push({ end: true });
+  }
+
+  error(err: unknown): void {
+    if (this.sink) this.sink.error(err);
+    else this.early.push({ error: err });
+  }
 }
 
 /** Parsed events queued ahead of the consumer before the upstream body is paused. */
@@ -144,10 +181,10 @@ const MAX_QUEUED_EVENTS = 64;
 /**
  * Decodes an SSE body into classified events, in order, in batches (one per wake-up), pausing the
  * body while the consumer lags. Ends after the batch holding the terminal event (the rest of the
- * body flows to its end unread, so the connection can be reused), or with exactly one `truncated`
- * item when no terminal event came.
+ * body is read and dropped, so the connection can be reused), or with exactly one `truncated`
+ * item when no terminal event came. Breaking out of the loop early drops the connection.
  */
-async function* sseEvents(body: Body): AsyncGenerator<readonly SseItem[]> {
+async function* sseEvents(body: BodySource): AsyncGenerator<readonly SseItem[]> {
   const queue: EventSourceMessage[] = [];
   const decoder = new TextDecoder();
   let terminal = false;
@@ -160,24 +197,26 @@ async function* sseEvents(body: Body): AsyncGenerator<readonly SseItem[]> {
     w?.();
   };
   const parser = createParser({ onEvent: (m) => void (terminal || queue.push(m)) });
-  body.on('data', (chunk: Buffer) => {
-    if (terminal) return;
-    parser.feed(decoder.decode(chunk, { stream: true }));
-    if (queue.length >= MAX_QUEUED_EVENTS) body.pause();
-    notify();
-  });
-  body.on('end', () => {
-    if (!terminal) {
-      parser.feed(decoder.decode());
-      parser.reset({ consume: true });
-    }
-    ended = true;
-    notify();
-  });
-  body.on('error', (err: unknown) => {
-    failure ??= connectFailure(`upstream stream broke (${errorCode(err)})`);
-    ended = true;
-    notify();
+  body.attach({
+    data(chunk) {
+      if (terminal) return;
+      parser.feed(decoder.decode(chunk, { stream: true }));
+      if (queue.length >= MAX_QUEUED_EVENTS) body.pause();
+      notify();
+    },
+    end() {
+      if (!terminal) {
+        parser.feed(decoder.decode());
+        parser.reset({ consume: true });
+      }
+      ended = true;
+      notify();
+    },
+    error(err) {
+      failure ??= connectFailure(`upstream stream broke (${errorCode(err)})`);
+      ended = true;
+      notify();
+    },
   });
   try {
     for (;;) {
@@ -195,14 +234,115 @@ async function* sseEvents(body: Body): AsyncGenerator<readonly SseItem[]> {
         if (terminal) return;
       }
       if (ended) break;
+      // undici may hand over what it holds inside resume(), before the wait below is set up.
       body.resume();
+      if (queue.length > 0 || ended) continue;
       await new Promise<void>((r) => (wake = r));
     }
   } finally {
     if (terminal) body.resume();
-    else body.destroy();
+    else if (!ended) body.abort();
   }
   yield [{ kind: 'truncated', failure: failure ?? connectFailure('upstream stream ended before a terminal event') }];
+}
+
+/**
+ * One POST through undici's dispatch handler API: answers `reply` once the status and headers are
+ * in (an SSE body then streams into `sseEvents`; an error or JSON body is read whole first).
+ */
+class ReplyHandler implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | null = null;
+  private mode: 'waiting' | 'sse' | 'collect' | 'done' = 'waiting';
+  private status = 0;
+  private headers: IncomingHeaders = {};
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private limit = 0;
+  private readonly source: BodySource;
+  private readonly onAbort = (): void => this.controller?.abort(Object.assign(new Error('aborted'), { code: 'ABORT_ERR' }));
+
+  constructor(
+    private readonly signal: AbortSignal,
+    private readonly finish: (r: UpstreamReply) => void,
+    private readonly classify: (status: number, headers: IncomingHeaders, raw: string) => UpstreamReply,
+  ) {
+    this.source = new BodySource(() => this.controller);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.signal.aborted) this.onAbort();
+    else this.signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHeaders): void {
+    this.status = statusCode;
+    this.headers = headers;
+    if (statusCode < 200 || statusCode >= 300) {
+      this.mode = 'collect';
+      this.limit = MAX_UPSTREAM_ERROR_BYTES;
+    } else if (isEventStream(headers)) {
+      this.mode = 'sse';
+      this.finish({ kind: 'sse', status: statusCode, headers, events: sseEvents(this.source) });
+    } else {
+      this.mode = 'collect';
+      this.limit = MAX_UPSTREAM_JSON_BYTES;
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.mode === 'sse') {
+      this.source.data(chunk);
+      return;
+    }
+    if (this.mode !== 'collect') return;
+    this.size += chunk.length;
+    if (this.size > this.limit) {
+      // An error body is cut (what was read is enough); a JSON answer that big is refused.
+      if (this.isError()) this.done(this.classify(this.status, this.headers, Buffer.concat(this.chunks).toString('utf8')));
+      else this.done({ kind: 'failed', failure: connectFailure('upstream answer too large'), error: null, headers: this.headers });
+      controller.abort(Object.assign(new Error('too large'), { code: 'ABORT_ERR' }));
+      return;
+    }
+    this.chunks.push(chunk);
+  }
+
+  onResponseEnd(): void {
+    this.signal.removeEventListener('abort', this.onAbort);
+    if (this.mode === 'sse') {
+      this.source.end();
+      return;
+    }
+    if (this.mode !== 'collect') return;
+    const body = Buffer.concat(this.chunks);
+    if (this.isError()) this.done(this.classify(this.status, this.headers, body.toString('utf8')));
+    else this.done({ kind: 'json', status: this.status, headers: this.headers, body });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.signal.removeEventListener('abort', this.onAbort);
+    if (this.mode === 'sse') {
+      this.source.error(err);
+      return;
+    }
+    if (this.mode === 'waiting') {
+      this.done({ kind: 'failed', failure: connectFailure(`upstream request failed (${errorCode(err)})`), error: null, headers: {} });
+    } else if (this.mode === 'collect') {
+      if (this.isError()) this.done(this.classify(this.status, this.headers, Buffer.concat(this.chunks).toString('utf8')));
+      else this.done({ kind: 'failed', failure: connectFailure(`upstream body broke (${errorCode(err)})`), error: null, headers: this.headers });
+    }
+  }
+
+  private isError(): boolean {
+    return this.status < 200 || this.status >= 300;
+  }
+
+  private done(r: UpstreamReply): void {
+    if (this.mode === 'done') return;
+    this.mode = 'done';
+    this.chunks = [];
+    this.finish(r);
+  }
 }
 
 export interface HttpUpstreamDeps {
@@ -239,45 +379,33 @@ export class HttpUpstream {
       'content-type': 'application/json',
       accept: opts.stream ? 'text/event-stream' : 'application/json',
     };
-    let res: Awaited<ReturnType<Pool['request']>>;
-    try {
-      if (this.closed) throw Object.assign(new Error('closed'), { code: 'UPSTREAM_CLOSED' });
-      res = await this.pool(url.origin, cfg).request({
-        path: url.path,
-        method: 'POST',
-        headers,
-        body,
-        signal,
-        headersTimeout: cfg.http.upstreamHeadersTimeoutMs,
-        bodyTimeout: cfg.http.upstreamBodyTimeoutMs,
-      });
-    } catch (err) {
-      return { kind: 'failed', failure: connectFailure(`upstream request failed (${errorCode(err)})`), error: null, headers: {} };
+    if (this.closed) {
+      return { kind: 'failed', failure: connectFailure('upstream request failed (UPSTREAM_CLOSED)'), error: null, headers: {} };
     }
-    const resHeaders = res.headers as IncomingHeaders;
-    const resBody = res.body as unknown as Body;
-    if (res.statusCode < 200 || res.statusCode >= 300) {
-      let raw = '';
+    const classify = (status: number, resHeaders: IncomingHeaders, raw: string): UpstreamReply => ({
+      kind: 'failed',
+      failure: classifyPostStatus(status, resHeaders, this.clock.now()),
+      error: sanitizeUpstreamError(raw, status, [account.apiKey]),
+      headers: resHeaders,
+    });
+    return new Promise<UpstreamReply>((resolve) => {
+      const handler = new ReplyHandler(signal, resolve, classify);
       try {
-        raw = (await readLimited(resBody, MAX_UPSTREAM_ERROR_BYTES))?.toString('utf8') ?? '';
-      } catch {
-        raw = '';
+        this.pool(url.origin, cfg).dispatch(
+          {
+            path: url.path,
+            method: 'POST',
+            headers,
+            body,
+            headersTimeout: cfg.http.upstreamHeadersTimeoutMs,
+            bodyTimeout: cfg.http.upstreamBodyTimeoutMs,
+          },
+          handler,
+        );
+      } catch (err) {
+        resolve({ kind: 'failed', failure: connectFailure(`upstream request failed (${errorCode(err)})`), error: null, headers: {} });
       }
-      return {
-        kind: 'failed',
-        failure: classifyPostStatus(res.statusCode, resHeaders, this.clock.now()),
-        error: sanitizeUpstreamError(raw, res.statusCode, [account.apiKey]),
-        headers: resHeaders,
-      };
-    }
-    if (isEventStream(resHeaders)) return { kind: 'sse', status: res.statusCode, headers: resHeaders, events: sseEvents(resBody) };
-    try {
-      const json = await readLimited(resBody, MAX_UPSTREAM_JSON_BYTES);
-      if (json === null) return { kind: 'failed', failure: connectFailure('upstream answer too large'), error: null, headers: resHeaders };
-      return { kind: 'json', status: res.statusCode, headers: resHeaders, body: json };
-    } catch (err) {
-      return { kind: 'failed', failure: connectFailure(`upstream body broke (${errorCode(err)})`), error: null, headers: resHeaders };
-    }
+    });
   }
 
   /** Closes every pool: in-flight requests get a moment to finish, then are cut. */

@@ -248,6 +248,39 @@ describe('HTTP capacity, waiting and slots', () => {
     await expect.poll(() => relay.logs.some((l) => l.includes('"outcome":"client_gone"')), { timeout: 5000 }).toBe(true);
   });
 
+  it('an upstream that never answers times out on its headers and the request moves on', async () => {
+    const { relay } = await setup([{ name: 'a', hang: true }, { name: 'b', text: ANSWER }], { http: { upstreamHeadersTimeoutMs: 300 } });
+    const res = await post(relay, { model: 'gpt-5.5', input: 'Say hello', stream: true });
+    expect(res.status).toBe(200);
+    const { data } = parseSse(await res.text());
+    expect(data.at(-1)).toMatchObject({ type: 'response.completed' });
+    expect(events).toContainEqual(expect.objectContaining({ type: 'turn', account: 'a', outcome: 'upstream_error' }));
+    expect(events).toContainEqual(expect.objectContaining({ type: 'switch', fromAccount: 'a' }));
+    await expect.poll(async () => (await relay.app.store.snapshot([{ id: 'a', max: 4 }]))[0].inflight, { timeout: 5000 }).toBe(0);
+  });
+
+  it('a client reading slowly gets every event of a long stream, in order', async () => {
+    const text = 'x'.repeat(2_000);
+    const { relay } = await setup([{ name: 'a', deltaCount: 400, text }]);
+    const res = await post(relay, { model: 'gpt-5.5', input: 'long', stream: true });
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let body = '';
+    for (let n = 0; ; n++) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      body += decoder.decode(value, { stream: true });
+      // Slow at first, so the relay's buffers fill and it pauses the upstream.
+      if (n < 20) await new Promise((r) => setTimeout(r, 20));
+    }
+    const { data } = parseSse(body);
+    const deltas = data.filter((e) => e.type === 'response.output_text.delta');
+    expect(deltas.length).toBeGreaterThan(1);
+    expect(deltas.map((e) => e.delta).join('')).toBe(text);
+    expect(data.map((e) => e.sequence_number)).toEqual(data.map((_, i) => data[0].sequence_number + i));
+    expect(data.at(-1)).toMatchObject({ type: 'response.completed' });
+  });
+
   it('a stream cut after the first events ends with an error event for the client', async () => {
     const { relay } = await setup([{ name: 'a', closeMidStream: 1 }]);
     const res = await post(relay, { model: 'gpt-5.5', input: 'Say hello', stream: true });
