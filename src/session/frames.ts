@@ -5,6 +5,7 @@ export interface CreateFrame {
   kind: 'create';
   /** The frame exactly as received: forwarded upstream unchanged. */
   raw: Buffer;
+  /** The parsed frame; a pinned turn lets it go once the frame is upstream (session.ts). */
   body: Record<string, unknown>;
   model: string | null;
   previousResponseId: string | null;

@@ -389,7 +389,13 @@ export class ResponsesSession {
       // In-process store and a free slot: the frame goes upstream in the tick it arrived in.
       const outcome = d.scheduler.acquireOnNow?.(conn.account.id, req) ?? (await d.scheduler.acquireOn(conn.account.id, req, this.abort.signal));
       if (outcome.kind === 'refused') return this.refuse(outcome, 0, null, log);
-      const result = await this.serve(frame, outcome, conn, log, 0);
+      const serving = this.serve(frame, outcome, conn, log, 0);
+      // The frame went upstream in serve's synchronous part, and a pinned turn never needs its
+      // parsed body again (no failover, no bridge): a Codex body (instructions, tools, input) is
+      // tens of KB of objects that would otherwise live, and be copied by every scavenge, for as
+      // long as the response streams.
+      frame.body = RELEASED_BODY;
+      const result = await serving;
       if (result.kind === 'moveable_failure') {
         // The chain cannot move: drop the socket so the client replays the full history elsewhere.
         this.dropUpstream();
@@ -569,6 +575,8 @@ export class ResponsesSession {
     this.sendError(new RelayError(code));
   }
 }
+
+const RELEASED_BODY: Record<string, unknown> = Object.freeze({});
 
 // `ws` copies send options, so two shared objects spare an allocation per forwarded frame.
 const TEXT_FRAME = { binary: false } as const;
