@@ -14,8 +14,10 @@
 //                first turns (upstream socket opened then) and later turns (socket reused).
 // Every figure is the median over `--runs` runs; the order of targets rotates between runs.
 //
-//   npm run bench:ws -- [--k 1,100,1000] [--runs 3] [--deltas 50] [--profile DIR] [--log-level warn]
-// --profile DIR writes --cpu-prof profiles of both relay processes there.
+//   npm run bench:ws -- [--k 1,100,1000] [--runs 3] [--deltas 50] [--profile DIR] [--log-level warn] [--pin]
+// --profile DIR writes --cpu-prof profiles of both relay processes there. --pin puts the driver
+// and the sim on CPU 0 and the relays on CPU 1 (taskset), for steadier figures.
+import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { BenchChild, withChildren } from './children.js';
 import { median, percentiles, round } from './stats.js';
@@ -65,6 +67,7 @@ const { values } = parseArgs({
     k: { type: 'string', default: '1,100,1000' },
     runs: { type: 'string', default: '3' },
     profile: { type: 'string' },
+    pin: { type: 'boolean', default: false },
     'log-level': { type: 'string', default: 'warn' },
     deltas: { type: 'string', default: '50' },
   },
@@ -126,6 +129,13 @@ await withChildren(async () => {
     nodeFlags: [...profile, ...extra],
   });
   if (values.profile) process.stderr.write(`[bench:ws] profiles in ${values.profile}: bare pid ${bare.pid}, switchyard pid ${relay.pid}\n`);
+  if (values.pin) {
+    // The client driver and the sim share CPU 0; the relay under test has CPU 1 to itself (every
+    // thread: main, libuv pool, V8 helpers). Takes the kernel's placement out of the comparison.
+    for (const [pid, cpu] of [[process.pid, 0], [simChild.pid, 0], [bare.pid, 1], [relay.pid, 1]] as const) {
+      execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
+    }
+  }
   const all = targets(sim, bareInfo.port as number, relayInfo.port as number);
   const servers: Record<TargetName, BenchChild | null> = { direct: null, bare, relay };
 
