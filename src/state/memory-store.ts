@@ -241,8 +241,15 @@ export class MemoryStore implements StateStore {
   /** Drops every expired entry of the backend. Runs on the sweep timer; safe to call any time. */
   sweep(): void {
     const now = this.clock.now();
+    // Map order is write order and a namespace's TTL is fixed, so the expired bindings are the
+    // oldest: stop at the first live one instead of walking up to maxBindings entries every
+    // minute. (After a reload that shortens a TTL, entries behind a longer-lived one wait for a
+    // later sweep; reads already treat them as expired, and maxBindings still bounds the map.)
     for (const map of [this.backend.sessions, this.backend.responses]) {
-      for (const [key, b] of map) if (b.expiresAtMs <= now) map.delete(key);
+      for (const [key, b] of map) {
+        if (b.expiresAtMs > now) break;
+        map.delete(key);
+      }
     }
     for (const accountId of [...this.backend.leases.keys()]) {
       if (this.liveLeases(accountId, now).size === 0) this.backend.leases.delete(accountId);

@@ -37,6 +37,29 @@ describe('MemoryStore bounds', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
+  it('the sweep drops the expired bindings at the head of the write order and stops at the first live one', async () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock, sweepIntervalMs: 3_600_000 });
+    for (const r of ['r1', 'r2', 'r3']) await store.setResponseBinding('g', r, 'acc', 1_000);
+    clock.advance(500);
+    for (const r of ['r4', 'r5']) await store.setResponseBinding('g', r, 'acc', 1_000);
+    clock.advance(600);
+    store.sweep();
+    expect(store.backend.responses.size).toBe(2);
+    expect(await store.getResponseBinding('g', 'r4')).toBe('acc');
+    expect(await store.getResponseBinding('g', 'r5')).toBe('acc');
+    // A longer-lived binding written first shields the expired ones behind it from this sweep;
+    // reads still see them as gone.
+    await store.setSessionBinding('g', 'long', 'acc', 60_000);
+    await store.setSessionBinding('g', 'short', 'acc', 100);
+    clock.advance(200);
+    store.sweep();
+    expect(store.backend.sessions.size).toBe(2);
+    expect(await store.getSessionBinding('g', 'short')).toBeNull();
+    expect(await store.getSessionBinding('g', 'long')).toBe('acc');
+    await store.close();
+  });
+
   it('acquireSlotNow: getFlags + acquireSlot at once, same limits, idempotent per lease, shared with async leases', async () => {
     const clock = new ManualClock();
     const store = new MemoryStore({ clock });
