@@ -174,7 +174,7 @@ export class SseBody {
   end(last = ''): void {
     const text = this.pending + last;
     this.pending = '';
-    if (this.res.writableEnded) return;
+    if (this.res.writableEnded || this.res.destroyed) return;
     if (text === '') this.res.end();
     else this.res.end(text);
   }
