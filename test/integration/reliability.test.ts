@@ -105,6 +105,23 @@ describe('upstream faults', () => {
     c.close();
   });
 
+  it('the upstream idle timer of an earlier turn never cuts a later one, and still guards one after it fired idle', async () => {
+    const p = await setup([{ name: 'a', deltaCount: 6, deltaIntervalMs: Math.round(IDLE_MS / 3) }]);
+    const c = await connect(p.relay.wsUrl, { key: KEY });
+    expect((await c.turn(turn('first'), 10_000)).terminal.type).toBe('response.completed');
+    // Starts most of an idle timeout after the first turn's last event, and streams for longer.
+    await new Promise((r) => setTimeout(r, Math.round(IDLE_MS * 0.7)));
+    expect((await c.turn(turn('second'), 10_000)).terminal.type).toBe('response.completed');
+    // Idle past the timeout (the timer fires with no turn in flight), then a turn that hangs.
+    await new Promise((r) => setTimeout(r, IDLE_MS + 200));
+    injectUpstreamFault(p.sim, 'a', { kind: 'hang' });
+    c.send(turn('third'));
+    const o = await readOutcome(c, IDLE_MS + 4000);
+    expect(o).toMatchObject({ kind: 'error', code: 'upstream_timeout' });
+    await slotsReleased(p.relay);
+    c.close();
+  });
+
   it('upstreams that never answer the upgrade: connect timeouts, failover, then an explicit upstream_unavailable', async () => {
     // Without HTTP fallback: with it, the bridge serves the turn over HTTP (covered in bridge tests).
     const p = await setup([{ name: 'a' }, { name: 'b' }, { name: 'c' }], { websocket: { httpFallback: false } });
