@@ -2,9 +2,12 @@
 // opens "instances": stores that share state like relay instances sharing one Redis (memory: one
 // MemoryBackend per namespace; Redis: one key prefix per namespace). Every TTL is checked against a
 // ManualClock given to every store.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
+import { MemoryBackend, MemoryStore } from '../../src/state/memory-store.js';
+import { RedisStore } from '../../src/state/redis-store.js';
 import { NO_FLAGS, StoreUnavailableError, type AccountRef, type StateStore } from '../../src/state/store.js';
+import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 
 /** The lease TTL every harness must give its stores. */
 export const LEASE_TTL = 30_000;
@@ -16,6 +19,50 @@ export interface Harness {
 }
 
 export type HarnessFactory = (clock: ManualClock) => Harness;
+
+/** How a harness turns the store it opened into the one under test (identity by default). */
+export type Wrap = (store: MemoryStore | RedisStore, clock: ManualClock, instanceId: string) => StateStore;
+const asIs: Wrap = (store) => store;
+
+/** Memory stores: one MemoryBackend per namespace, shared by that namespace's instances. */
+export function memoryHarness(wrap: Wrap = asIs): HarnessFactory {
+  return (clock) => {
+    const backends = new Map<string, MemoryBackend>();
+    return {
+      clock,
+      open(instanceId, namespace = 'default') {
+        let backend = backends.get(namespace);
+        if (!backend) backends.set(namespace, (backend = new MemoryBackend()));
+        return wrap(new MemoryStore({ clock, instanceId, leaseTtlMs: LEASE_TTL, backend }), clock, instanceId);
+      },
+    };
+  };
+}
+
+/**
+ * Redis stores on one redis-server started for the enclosing describe block. A fresh key prefix
+ * per test (`prefix` + run number + namespace) keeps tests independent without flushing.
+ */
+export function redisHarness(prefix: string, wrap: Wrap = asIs): HarnessFactory & { server(): RedisServer } {
+  let server: RedisServer;
+  let run = 0;
+  beforeAll(async () => {
+    server = await startRedis();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+  const factory: HarnessFactory = (clock) => {
+    run++;
+    const keyPrefix = `${prefix}${run}:`;
+    return {
+      clock,
+      open: (instanceId, namespace = 'default') =>
+        wrap(new RedisStore({ url: server.url, keyPrefix: `${keyPrefix}${namespace}:`, clock, instanceId, leaseTtlMs: LEASE_TTL }), clock, instanceId),
+    };
+  };
+  return Object.assign(factory, { server: () => server });
+}
 
 export function stateStoreContract(makeHarness: HarnessFactory): void {
   let clock: ManualClock;

@@ -1,53 +1,25 @@
 // The StateStore contract run against both backends, plus what only Redis can show: the batch
 // load read is one command on the wire.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { ManualClock } from '../../src/clock.js';
-import { MemoryBackend, MemoryStore } from '../../src/state/memory-store.js';
 import { RedisStore } from '../../src/state/redis-store.js';
-import { redisAvailable, startRedis, type RedisServer } from '../helpers/redis-server.js';
-import { LEASE_TTL, stateStoreContract } from './state-store-contract.js';
+import { redisAvailable } from '../helpers/redis-server.js';
+import { LEASE_TTL, memoryHarness, redisHarness, stateStoreContract } from './state-store-contract.js';
 
 describe('StateStore contract: memory', () => {
-  stateStoreContract((clock) => {
-    const backends = new Map<string, MemoryBackend>();
-    return {
-      clock,
-      open(instanceId, namespace = 'default') {
-        let backend = backends.get(namespace);
-        if (!backend) backends.set(namespace, (backend = new MemoryBackend()));
-        return new MemoryStore({ clock, instanceId, leaseTtlMs: LEASE_TTL, backend });
-      },
-    };
-  });
+  stateStoreContract(memoryHarness());
 });
 
 const runRedis = redisAvailable();
 if (!runRedis) console.warn('redis-server is not on PATH: skipping the Redis StateStore contract (set REQUIRE_REDIS=1 to fail instead)');
 
 describe.skipIf(!runRedis)('StateStore contract: redis', () => {
-  let server: RedisServer;
-  let run = 0;
-
-  beforeAll(async () => {
-    server = await startRedis();
-  });
-
-  afterAll(async () => {
-    await server?.stop();
-  });
-
-  // A fresh prefix per test keeps tests independent on one server without flushing it.
-  stateStoreContract((clock) => {
-    run++;
-    return {
-      clock,
-      open: (instanceId, namespace = 'default') =>
-        new RedisStore({ url: server.url, keyPrefix: `t${run}:${namespace}:`, clock, instanceId, leaseTtlMs: LEASE_TTL }),
-    };
-  });
+  const harness = redisHarness('t');
+  stateStoreContract(harness);
 
   it('snapshot of 1,000 accounts is one command on the wire, cold and warm', async () => {
+    const server = harness.server();
     const clock = new ManualClock();
     const store = new RedisStore({ url: server.url, keyPrefix: 'rt:', clock, instanceId: 'inst-a', leaseTtlMs: LEASE_TTL });
     const counter = await commandCounter(server.url);
