@@ -16,6 +16,7 @@ import { Metrics } from './observability/metrics.js';
 import { HttpUpstream } from './upstream/http-sse-upstream.js';
 import type { LoadResult } from './config/load.js';
 import { RealtimeRelay } from './session/realtime.js';
+import type { RelayCore } from './session/core.js';
 
 export interface AppDeps {
   config: Config;
@@ -69,7 +70,7 @@ export function createApp(deps: AppDeps): App {
   let reloadFromSource: () => LoadResult = () => ({ ok: false, errors: ['not started'] });
 
   // What every turn-serving part needs; `config` is a getter so reloads reach them all.
-  const core = { config: () => config, scheduler, clock, bus, log, sessionHash: deriveSessionHash };
+  const core: RelayCore = { config: () => config, scheduler, clock, bus, log, sessionHash: deriveSessionHash };
   const realtime = new RealtimeRelay({ ...core, admit: (client) => ingress.admitConnection(client) });
   const ingressDeps: IngressDeps = {
     ...core,

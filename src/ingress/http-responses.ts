@@ -4,25 +4,15 @@
 // checked by the router before this handler runs.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Config } from '../config/schema.js';
-import type { Clock } from '../clock.js';
 import { RelayError, type ErrorCode } from '../errors.js';
-import type { EventBus } from '../observability/events.js';
-import type { Logger } from '../observability/logger.js';
-import type { Scheduler } from '../scheduler/types.js';
 import { errorEventData, relayTurnError, runHttpTurn, type HttpTurnSink, type TurnError } from '../session/http-turn.js';
 import type { HttpUpstream } from '../upstream/http-sse-upstream.js';
 import type { IncomingHeaders } from '../upstream/target.js';
+import type { RelayCore } from '../session/core.js';
 import type { ClientIdentity } from './auth.js';
 import type { RequestHandler } from './http-server.js';
 
-export interface HttpResponsesDeps {
-  config(): Config;
-  scheduler: Scheduler;
-  clock: Clock;
-  bus: EventBus;
-  log: Logger;
-  sessionHash(group: string, headers: IncomingHeaders, body: Record<string, unknown>): string | null;
+export interface HttpResponsesDeps extends RelayCore {
   upstream: HttpUpstream;
   isDraining(): boolean;
 }

@@ -5,29 +5,19 @@ import https from 'node:https';
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Config } from '../config/schema.js';
-import type { Clock } from '../clock.js';
 import { RelayError, toHttpError } from '../errors.js';
-import type { EventBus } from '../observability/events.js';
-import type { Logger } from '../observability/logger.js';
-import type { Scheduler } from '../scheduler/types.js';
 import { ResponsesSession } from '../session/session.js';
 import type { HttpUpstream } from '../upstream/http-sse-upstream.js';
 import type { IncomingHeaders } from '../upstream/target.js';
 import { KEY_SUBPROTOCOL_PREFIX, type ClientAuth, type ClientIdentity } from './auth.js';
 import { AuthThrottle, throttleKey } from './auth-throttle.js';
+import type { RelayCore } from '../session/core.js';
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse, client: ClientIdentity) => Promise<void>;
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, client: ClientIdentity) => void;
 
-export interface IngressDeps {
-  config(): Config;
+export interface IngressDeps extends RelayCore {
   auth(): ClientAuth;
-  scheduler: Scheduler;
-  clock: Clock;
-  bus: EventBus;
-  log: Logger;
-  sessionHash(group: string, headers: IncomingHeaders, body: Record<string, unknown>): string | null;
   /** { ready, degraded } for /readyz. */
   readiness(): { ready: boolean; degraded: boolean; reason?: string };
   metrics?: () => Promise<{ contentType: string; body: string }>;

@@ -7,28 +7,21 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { RelayError, type ErrorCode } from '../errors.js';
 import type { ClientIdentity } from '../ingress/auth.js';
 import { chooseSubprotocol, rejectUpgrade } from '../ingress/http-server.js';
-import type { EventBus } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
-import type { Scheduler, ScheduleOutcome, ScheduleRequest } from '../scheduler/types.js';
+import type { ScheduleOutcome, ScheduleRequest } from '../scheduler/types.js';
 import type { UpstreamFailure } from '../upstream/failure.js';
 import { passBackHeaders, type IncomingHeaders } from '../upstream/target.js';
 import { connectUpstreamWs, type ConnectResult } from '../upstream/ws-upstream.js';
 import { applyAccountAction, refusalError } from './outcomes.js';
 import { RealtimeSplice, UpstreamSink, type SpliceDeps } from './realtime-splice.js';
 import { parseRealtimeQuery, realtimeTarget } from './realtime-wire.js';
+import type { RelayCore } from './core.js';
 
-export interface RealtimeDeps {
-  config(): Config;
-  scheduler: Scheduler;
-  clock: Clock;
-  bus: EventBus;
-  log: Logger;
-  sessionHash(group: string, headers: IncomingHeaders, body: Record<string, unknown>): string | null;
+export interface RealtimeDeps extends RelayCore {
   /** Counts the socket against its key's connection limit: a release function, or null when full. */
   admit(client: ClientIdentity): (() => void) | null;
 }

@@ -5,11 +5,8 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
 import type { Config, AccountConfig } from '../config/schema.js';
-import type { Clock } from '../clock.js';
 import { RelayError, toErrorFrame, type ErrorCode } from '../errors.js';
-import type { EventBus } from '../observability/events.js';
-import type { Logger } from '../observability/logger.js';
-import type { Scheduler, ScheduleOutcome, ScheduleRequest, SlotLease } from '../scheduler/types.js';
+import type { ScheduleOutcome, ScheduleRequest, SlotLease } from '../scheduler/types.js';
 import { classifyErrorEvent, connectFailure, rateLimitResetMs, type UpstreamFailure } from '../upstream/failure.js';
 import { scrubCredential } from '../upstream/scrub.js';
 import { responsesWsTarget, type IncomingHeaders } from '../upstream/target.js';
@@ -19,6 +16,7 @@ import { clientWritable, HttpBridge, type BridgeReason } from './bridge.js';
 import { carriesError, classifyEvent, type ClassifiedEvent } from './events.js';
 import { parseClientFrame, type CreateFrame } from './frames.js';
 import { applyAccountAction, refusalError } from './outcomes.js';
+import type { RelayCore } from './core.js';
 
 export interface SessionIdentity {
   /** Log/metrics id of the session (not secret). */
@@ -30,13 +28,7 @@ export interface SessionIdentity {
   headers: IncomingHeaders;
 }
 
-export interface SessionDeps {
-  config(): Config;
-  scheduler: Scheduler;
-  clock: Clock;
-  bus: EventBus;
-  log: Logger;
-  sessionHash(group: string, headers: IncomingHeaders, body: Record<string, unknown>): string | null;
+export interface SessionDeps extends RelayCore {
   onClosed(session: ResponsesSession): void;
   /** HTTP/SSE upstream for the fallback bridge (SPEC §4, §6); absent = turns are never bridged. */
   upstream?: HttpUpstream;
