@@ -2,21 +2,9 @@
 // warm-ups, per-socket chaining, store:true memory, SSE, function calls, cancel.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startSimUpstream, type SimUpstream } from '../../scripts/sim/upstream.js';
+import { TEXT_TURN_EVENTS } from '../helpers/ws-client.js';
 import { BETA, postSse, refusedUpgrade, types, userMessage, WsProbe, type Ev } from './sim-upstream-helpers.js';
 
-const TEXT_TURN = [
-  'response.created',
-  'response.in_progress',
-  'response.output_item.added',
-  'response.content_part.added',
-  'response.output_text.delta',
-  'response.output_text.delta',
-  'response.output_text.delta',
-  'response.output_text.done',
-  'response.content_part.done',
-  'response.output_item.done',
-  'response.completed',
-];
 
 let sim: SimUpstream;
 const auth = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}`, ...BETA });
@@ -40,7 +28,7 @@ describe('Responses WebSocket mode', () => {
     expect(warm[2].response.output).toEqual([]);
 
     const turn = await c.create({ previous_response_id: warmId, input: [userMessage('Say hello')] });
-    expect(types(turn)).toEqual(TEXT_TURN);
+    expect(types(turn)).toEqual(TEXT_TURN_EVENTS);
     expect(turn.map((e) => e.sequence_number)).toEqual(turn.map((_, i) => i));
     const done = turn[turn.length - 1].response;
     expect(done.id).not.toBe(warmId);
@@ -237,7 +225,7 @@ describe('HTTP Responses', () => {
     expect(sse.headers.get('content-type')).toMatch(/^text\/event-stream/);
     expect(sse.headers.get('x-codex-turn-state')).toBe('sim-turn-state-a');
     expect(sse.headers.get('openai-model')).toBe('gpt-5.5');
-    expect(sse.blocks.map((b) => b.data.type)).toEqual(TEXT_TURN);
+    expect(sse.blocks.map((b) => b.data.type)).toEqual(TEXT_TURN_EVENTS);
     expect(sse.blocks.every((b) => b.event === b.data.type)).toBe(true);
     const rec = sim.log.find((r) => r.kind === 'http_request')!;
     expect(rec).toMatchObject({ account: 'a', status: 200, url: '/acct/a/v1/responses' });
