@@ -249,7 +249,7 @@ describe('HTTP capacity, waiting and slots', () => {
   });
 
   it('an upstream that never answers times out on its headers and the request moves on', async () => {
-    const { relay } = await setup([{ name: 'a', hang: true }, { name: 'b', text: ANSWER }], { http: { upstreamHeadersTimeoutMs: 300 } });
+    const { relay } = await setup([{ name: 'a', hang: true }, { name: 'b', text: ANSWER }], { http: { upstreamHeadersTimeoutMs: 300 }, scheduler: { topK: 1 } });
     const res = await post(relay, { model: 'gpt-5.5', input: 'Say hello', stream: true });
     expect(res.status).toBe(200);
     const { data } = parseSse(await res.text());
