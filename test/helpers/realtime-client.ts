@@ -2,6 +2,21 @@
 // buffers, in arrival order; plus a probe for upgrades the relay refuses with plain HTTP.
 import WebSocket from 'ws';
 
+/** What the simulated upstream answers a default `response.create` with, through `response.done`. */
+export const REALTIME_RESPONSE_EVENTS: readonly string[] = [
+  'response.created',
+  'response.output_item.added',
+  'response.output_text.delta',
+  'response.output_text.delta',
+  'response.output_text.delta',
+  'response.output_audio.delta',
+  'response.output_audio.delta',
+  'response.output_text.done',
+  'response.output_audio.done',
+  'response.output_item.done',
+  'response.done',
+];
+
 export type RtEvent = Record<string, unknown> & { type: string };
 export type RtFrame = { kind: 'text'; ev: RtEvent } | { kind: 'binary'; data: Buffer };
 

@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSimUpstream, type SimAccountInit, type SimUpstream } from '../../scripts/sim/upstream.js';
 import { parsePrometheusText } from '../helpers/prom-parse.js';
-import { refusedUpgrade, RtClient } from '../helpers/realtime-client.js';
+import { REALTIME_RESPONSE_EVENTS, refusedUpgrade, RtClient } from '../helpers/realtime-client.js';
 import { eventually, heldInStore } from '../helpers/pool.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { makeSelfSignedCert, type TestCert } from '../helpers/tls.js';
@@ -75,17 +75,7 @@ describe('Realtime relay: the openai SDK over wss://', () => {
       'session.created',
       'session.updated',
       'conversation.item.created',
-      'response.created',
-      'response.output_item.added',
-      'response.output_text.delta',
-      'response.output_text.delta',
-      'response.output_text.delta',
-      'response.output_audio.delta',
-      'response.output_audio.delta',
-      'response.output_text.done',
-      'response.output_audio.done',
-      'response.output_item.done',
-      'response.done',
+      ...REALTIME_RESPONSE_EVENTS,
     ]);
     expect(res.lines.at(-1)).toEqual({ closed: 1000 });
     // Upstream: same path and query, the account's bearer, never the client's key.
