@@ -5,7 +5,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { SimAccount } from './account.js';
 import { splitText } from './events.js';
 import type { UpgradeContext } from './responses-ws.js';
-import type { SimState } from './state.js';
+import { trackSocket, type SimState } from './state.js';
 import { errorForStatus, isObject, newId, parseJson, rateLimitError, rateLimitHeaders, refuseUpgrade, sleep } from './wire.js';
 
 export interface RealtimeUpgradeContext extends UpgradeContext {
@@ -64,16 +64,11 @@ class RealtimeSocket {
       send: (frame: Record<string, unknown>) => this.send(frame.type as string, frame),
       drop: (code: number | null) => this.drop(code),
     };
-    account.sockets.add(live);
-    state.sockets.set(socketId, live);
     ws.on('message', (data, isBinary) => this.wsOnMessage(data, isBinary));
-    ws.on('error', () => undefined);
-    ws.once('close', (code, reason) => {
+    trackSocket(state, account, ws, live, (code, reason) => {
       this.gone.abort();
       account.openRealtimeSockets--;
-      account.sockets.delete(live);
-      state.sockets.delete(socketId);
-      this.record({ kind: 'realtime_close', code, reason: reason.toString() });
+      this.record({ kind: 'realtime_close', code, reason });
     });
     this.session = {
       type: query.get('intent') === 'transcription' ? 'transcription' : 'realtime',

@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import { RESPONSES_BETA, type SimAccount } from './account.js';
-import type { SimState } from './state.js';
+import { trackSocket, type SimState } from './state.js';
 import { runTurn, type TurnSink } from './turn.js';
 import type { SimResponseRecord } from './types.js';
 import {
@@ -108,18 +108,13 @@ class ResponsesSocket {
       send: (frame: Record<string, unknown>) => this.sendNow(frame),
       drop: (code: number | null) => this.drop(code),
     };
-    account.sockets.add(live);
-    state.sockets.set(socketId, live);
     ws.on('message', (data, isBinary) => this.wsOnMessage(data, isBinary));
-    ws.on('error', () => undefined);
-    ws.once('close', (code, reason) => {
+    trackSocket(state, account, ws, live, (code, reason) => {
       this.gone.abort();
       if (this.ageTimer) clearTimeout(this.ageTimer);
       account.openSockets--;
       for (; this.hungTurns > 0; this.hungTurns--) account.turnEnded();
-      account.sockets.delete(live);
-      state.sockets.delete(socketId);
-      this.record({ kind: 'ws_close', code, reason: reason.toString() });
+      this.record({ kind: 'ws_close', code, reason });
     });
     const maxAge = account.knobs.maxSocketAgeMs;
     if (maxAge !== null) {

@@ -1,6 +1,7 @@
 // Shared state of one sim instance: accounts, the observation log, the response registry and the
 // live sockets. Handlers receive it; tests read it through the SimUpstream facade.
 import { EventEmitter } from 'node:events';
+import type { WebSocket } from 'ws';
 import type { SimAccount } from './account.js';
 import type { SimLogRecord, SimResponseRecord } from './types.js';
 
@@ -11,6 +12,21 @@ export interface LiveSocket {
   kind: 'responses' | 'realtime';
   send(frame: Record<string, unknown>): void;
   drop(code: number | null): void;
+}
+
+/**
+ * Lists a socket with its account and the sim's socket table (so tests can push to it or drop
+ * it) until it closes; `onClose` then runs with the close code and reason.
+ */
+export function trackSocket(state: SimState, account: SimAccount, ws: WebSocket, live: LiveSocket, onClose: (code: number, reason: string) => void): void {
+  account.sockets.add(live);
+  state.sockets.set(live.socketId, live);
+  ws.on('error', () => undefined);
+  ws.once('close', (code, reason) => {
+    account.sockets.delete(live);
+    state.sockets.delete(live.socketId);
+    onClose(code, reason.toString());
+  });
 }
 
 export class SimState {
