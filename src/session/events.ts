@@ -122,7 +122,8 @@ function headResponseId(frame: Frame): string | null {
   return ID_RE.exec(head)?.[1] ?? null;
 }
 
-function parseObject(frame: Frame): Record<string, unknown> | null {
+/** A JSON object (never an array or a scalar), or null for anything else or bad JSON. */
+export function parseObject(frame: Frame): Record<string, unknown> | null {
   try {
     const v: unknown = JSON.parse(typeof frame === 'string' ? frame : frame.toString('utf8'));
     return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
@@ -131,7 +132,7 @@ function parseObject(frame: Frame): Record<string, unknown> | null {
   }
 }
 
-const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+export const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 const obj = (v: unknown): Record<string, unknown> | null =>
   v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
 

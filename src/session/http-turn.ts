@@ -12,7 +12,7 @@ import { classifyErrorEvent, type UpstreamFailure } from '../upstream/failure.js
 import { sanitizeUpstreamError, type HttpUpstream, type SanitizedError } from '../upstream/http-sse-upstream.js';
 import { scrubCredential, scrubCredentialText } from '../upstream/scrub.js';
 import { passBackHeaders, type IncomingHeaders } from '../upstream/target.js';
-import { carriesError, type ClassifiedEvent } from './events.js';
+import { carriesError, parseObject, str, type ClassifiedEvent } from './events.js';
 import { applyAccountAction, refusalError } from './outcomes.js';
 
 export interface HttpTurnDeps {
@@ -291,15 +291,6 @@ async function reportTerminal(
   deps.scheduler.reportResult(accountId, true, ttftMs);
 }
 
-function parseObject(text: string): Record<string, unknown> | null {
-  try {
-    const v: unknown = JSON.parse(text);
-    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
-  } catch {
-    return null;
-  }
-}
-
 /** A non-streaming answer: forwarded as it is; its id is bound and its status reported. */
 async function finishJson(
   deps: HttpTurnDeps,
@@ -309,13 +300,12 @@ async function finishJson(
   headers: IncomingHeaders,
   body: Buffer,
 ): Promise<Attempt> {
-  const json = parseObject(body.toString('utf8'));
+  const json = parseObject(body);
   const responseId = typeof json?.id === 'string' ? json.id : null;
   if (responseId !== null) deps.scheduler.bindResponse(spec.request.group, responseId, accountId).catch(() => undefined);
   const st = typeof json?.status === 'string' ? json.status : 'completed';
   const outcome = st === 'failed' || st === 'incomplete' || st === 'cancelled' ? st : 'completed';
   const err = json?.error !== null && typeof json?.error === 'object' ? (json.error as Record<string, unknown>) : null;
-  const str = (v: unknown) => (typeof v === 'string' ? v : null);
   await reportTerminal(deps, accountId, outcome, err ? { status: null, code: str(err.code), type: str(err.type), message: str(err.message), headers: null } : null, null);
   // No output events in a JSON answer, so no TTFT sample (the whole generation is not a first token).
   deps.bus.emit({ type: 'turn', account: accountId, transport: 'http', outcome, ttftMs: null });

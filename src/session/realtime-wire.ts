@@ -5,6 +5,7 @@ import type { AccountConfig } from '../config/schema.js';
 import { KEY_SUBPROTOCOL_PREFIX } from '../ingress/auth.js';
 import { classifyErrorEvent, type UpstreamFailure } from '../upstream/failure.js';
 import { passThroughHeaders, wsUrl, type IncomingHeaders } from '../upstream/target.js';
+import { str } from './events.js';
 
 export type RealtimeQuery =
   | { ok: true; search: string; model: string | null; intent: string | null }
@@ -111,7 +112,6 @@ export function inspectUpstreamEvent(data: Buffer, isBinary: boolean, nowMs: num
   if (!isObject(ev)) return null;
   if (ev.type === 'error' && isObject(ev.error)) {
     const e = ev.error;
-    const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
     const status = typeof e.status === 'number' ? e.status : typeof ev.status === 'number' ? ev.status : null;
     const failure = classifyErrorEvent(status, str(e.code), str(e.type));
     return failure.action.kind === 'none' ? null : { kind: 'failure', failure };

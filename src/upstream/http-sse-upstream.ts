@@ -5,7 +5,7 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { Pool, type Dispatcher } from 'undici';
 import type { AccountConfig, Config } from '../config/schema.js';
 import { systemClock, type Clock } from '../clock.js';
-import { classifyEventText, type ClassifiedEvent } from '../session/events.js';
+import { classifyEventText, str, type ClassifiedEvent } from '../session/events.js';
 import { classifyHttpStatus, connectFailure, type UpstreamFailure } from './failure.js';
 import { httpUrl, passThroughHeaders, type IncomingHeaders } from './target.js';
 
@@ -69,8 +69,6 @@ function scrub(s: string, secrets: readonly string[]): string {
   for (const secret of secrets) if (secret.length >= 4) out = out.split(secret).join('[redacted]');
   return out.replace(BEARER, 'Bearer [redacted]').replace(KEY_SHAPED, '[redacted]');
 }
-
-const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 
 /**
  * Pure: an upstream error body → the OpenAI-style error a client may see. Only `type`, `code`,
