@@ -1,6 +1,7 @@
 // Parent side of the benchmark process protocol (see child-ipc.ts). Every child is registered so
 // that it is killed when the driver ends, whatever the way: normal end, thrown error, signal.
-import { fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import type { Usage } from './child-ipc.js';
 
@@ -10,7 +11,7 @@ const EXIT_GRACE_MS = 5_000;
 
 export interface ForkOptions {
   args?: string[];
-  /** Extra node flags (--cpu-prof, --expose-gc, …); `--import tsx` is always added. */
+  /** Extra node flags (--cpu-prof, --expose-gc, …). */
   nodeFlags?: string[];
   /** Extra environment variables. */
   env?: Record<string, string>;
@@ -27,6 +28,26 @@ interface Reply {
 }
 
 const live = new Set<BenchChild>();
+
+/**
+ * Children run what production runs: the tsc build (`npm run build`, done once per driver), not
+ * tsx. tsx transpiles with esbuild's keepNames, which wraps every named closure in a
+ * `__name(fn, …)` call (an Object.defineProperty per closure created): a per-turn cost the
+ * compiled relay does not have and the few-closure bare relay hardly pays. `BENCH_TSX=1` runs the
+ * sources through tsx instead.
+ */
+const COMPILED = process.env.BENCH_TSX !== '1';
+let built = false;
+
+function childEntry(script: string): { path: string; execArgv: string[] } {
+  if (!COMPILED) return { path: resolve(script), execArgv: ['--import', 'tsx'] };
+  if (!built) {
+    const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+    execFileSync(process.execPath, [tsc, '-p', 'tsconfig.json'], { stdio: 'inherit' });
+    built = true;
+  }
+  return { path: resolve('dist', script.replace(/\.ts$/, '.js')), execArgv: [] };
+}
 
 /** Lines of child output kept for error reports. */
 const KEPT_LINES = 60;
@@ -75,10 +96,11 @@ export class BenchChild {
     this.ready.catch(() => undefined);
   }
 
-  /** Forks `script` (a path under the repo) with tsx; resolves once the child said `ready`. */
+  /** Forks `script` (a .ts path under the repo, see childEntry); resolves once the child said `ready`. */
   static async fork(name: string, script: string, opts: ForkOptions = {}): Promise<{ child: BenchChild; info: Record<string, unknown> }> {
-    const proc = fork(resolve(script), opts.args ?? [], {
-      execArgv: ['--import', 'tsx', ...(opts.nodeFlags ?? [])],
+    const entry = childEntry(script);
+    const proc = fork(entry.path, opts.args ?? [], {
+      execArgv: [...entry.execArgv, ...(opts.nodeFlags ?? [])],
       env: { ...process.env, ...(opts.env ?? {}) },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
