@@ -233,11 +233,16 @@ export class AccountScheduler implements Scheduler {
   /** A pinned turn got its slot (lease `leaseId` on the plan's one account). */
   private pinnedAcquired(req: ScheduleRequest, run: Run, plan: SelectionPlan, leaseId: string): Extract<ScheduleOutcome, { kind: 'acquired' }> {
     const candidate = plan.candidates[0];
+    const decision = decisionFor(plan, candidate, performance.now() - run.started);
     // The session is normally bound to this account already: the write (a TTL refresh in effect)
-    // is best-effort and need not hold up the turn. It runs once the caller's synchronous part
-    // is over, so with an in-process store the frame goes upstream before it.
-    queueMicrotask(() => void this.applyBinding(req, candidate));
-    return this.acquiredNow(run, plan, candidate, new StoreLease(candidate.account.id, leaseId, this.store));
+    // is best-effort and need not hold up the turn, nor need the decision's metrics. Both run
+    // once the caller's synchronous part is over, so with an in-process store the frame goes
+    // upstream before them.
+    queueMicrotask(() => {
+      this.emitSelect(run, decision, 'acquired');
+      void this.applyBinding(req, candidate);
+    });
+    return { kind: 'acquired', account: candidate.account, transport: candidate.transport, lease: new StoreLease(candidate.account.id, leaseId, this.store), decision, waitedMs: 0 };
   }
 
   /**

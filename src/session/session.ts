@@ -179,9 +179,9 @@ export class ResponsesSession {
     }
   }
 
-  private forward(data: Buffer, isBinary: boolean): void {
+  private forward(data: Buffer, isBinary: boolean, now = false): void {
     if (this.closed) return;
-    this.corkClient();
+    if (!now) this.corkClient();
     this.ws.send(data, isBinary ? BINARY_FRAME : TEXT_FRAME);
     this.messagesOut++;
     if (!this.pausedForClient && this.ws.bufferedAmount > this.deps.config().websocket.maxBufferedBytes && this.conn) {
@@ -256,7 +256,9 @@ export class ResponsesSession {
     }
     // Only error events can quote a credential back; every other frame passes untouched.
     if (ev.terminal) void releaseQuietly(t.lease);
-    this.forward(carriesError(ev) ? scrubCredential(data, t.account.apiKey) : data, isBinary);
+    // A turn's first event goes out at once: it ends the client's time to first event, and the
+    // frames read with it in the same tick would otherwise hold it back (see corkClient).
+    this.forward(carriesError(ev) ? scrubCredential(data, t.account.apiKey) : data, isBinary, t.forwarded === 0);
     t.forwarded++;
     if (ev.output && t.ttftMs === null) t.ttftMs = performance.now() - t.sentAt;
     if (ev.responseId !== null && ev.responseId !== t.responseId) {
@@ -505,13 +507,13 @@ export class ResponsesSession {
   ): Promise<ServeResult> {
     const d = this.deps;
     const account = outcome.account;
-    const base = { account: account.id, layer: outcome.decision.layer, reason: outcome.decision.transportReason, switches, waitedMs: outcome.waitedMs };
     let result: AttemptResult;
     try {
       result = await this.attempt(frame, account, conn, outcome.lease);
     } finally {
       await releaseQuietly(outcome.lease);
     }
+    const base = { account: account.id, layer: outcome.decision.layer, reason: outcome.decision.transportReason, switches, waitedMs: outcome.waitedMs };
     const ttft = result.ttftMs;
     if (result.kind === 'client_gone') {
       log({ ...base, outcome: 'client_gone' });
