@@ -233,16 +233,12 @@ export class AccountScheduler implements Scheduler {
   /** A pinned turn got its slot (lease `leaseId` on the plan's one account). */
   private pinnedAcquired(req: ScheduleRequest, run: Run, plan: SelectionPlan, leaseId: string): Extract<ScheduleOutcome, { kind: 'acquired' }> {
     const candidate = plan.candidates[0];
-    const decision = decisionFor(plan, candidate, performance.now() - run.started);
     // The session is normally bound to this account already: the write (a TTL refresh in effect)
     // is best-effort and need not hold up the turn, nor need the decision's metrics. Both run
     // once the caller's synchronous part is over, so with an in-process store the frame goes
     // upstream before them.
-    queueMicrotask(() => {
-      this.emitSelect(run, decision, 'acquired');
-      void this.applyBinding(req, candidate);
-    });
-    return { kind: 'acquired', account: candidate.account, transport: candidate.transport, lease: new StoreLease(candidate.account.id, leaseId, this.store), decision, waitedMs: 0 };
+    const lease = new StoreLease(candidate.account.id, leaseId, this.store);
+    return this.acquiredNow(run, plan, candidate, lease, () => void this.applyBinding(req, candidate));
   }
 
   /**
@@ -412,9 +408,17 @@ export class AccountScheduler implements Scheduler {
     return this.acquiredNow(run, plan, candidate, lease);
   }
 
-  private acquiredNow(run: Run, plan: SelectionPlan, candidate: PlannedCandidate, lease: SlotLease): Extract<ScheduleOutcome, { kind: 'acquired' }> {
+  /** With `later`, the select event is emitted in a microtask, followed by `later`. */
+  private acquiredNow(run: Run, plan: SelectionPlan, candidate: PlannedCandidate, lease: SlotLease, later?: () => void): Extract<ScheduleOutcome, { kind: 'acquired' }> {
     const decision = decisionFor(plan, candidate, performance.now() - run.started);
-    this.emitSelect(run, decision, 'acquired');
+    if (later) {
+      queueMicrotask(() => {
+        this.emitSelect(run, decision, 'acquired');
+        later();
+      });
+    } else {
+      this.emitSelect(run, decision, 'acquired');
+    }
     return { kind: 'acquired', account: candidate.account, transport: candidate.transport, lease, decision, waitedMs: 0 };
   }
 
