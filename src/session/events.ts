@@ -110,60 +110,22 @@ export function peekTypeText(data: string): string | null {
   return data.slice(start, close);
 }
 
+/** An escaped id is left to the parser, which alone decodes it right. */
+const ID_RE = /"response"\s*:\s*\{\s*"id"\s*:\s*"([^"\\]+)"/;
 const ID_HEAD = 1024;
-const RESPONSE_KEY = '"response"';
-const ID_KEY = '"id"';
 
 type Frame = Buffer | string;
-type CodeAt = (i: number) => number;
 
 /**
- * The top-level response id when it leads the `response` object near the start
- * (`"response":{"id":"…"`, JSON whitespace allowed), else null; an escaped id is left to the
- * parser, which alone decodes it right.
- *
- * The id is scanned in place and copied out on its own. It is kept for an hour (response
- * bindings, the upstream socket's chain set): a regex match over a decoded head would hand back
- * a slice of that head, or of the whole event for SSE text, and keep all of it alive with the id.
+ * The top-level response id when it leads the `response` object near the start, else null.
+ * The id is kept for an hour (response bindings, the upstream socket's chain set), so it is copied
+ * out: a regex capture is a slice of the head it was found in (of the whole event, for SSE text)
+ * and would keep all of it alive.
  */
 function headResponseId(frame: Frame): string | null {
-  const end = Math.min(frame.length, ID_HEAD);
-  // -1 past the head, so the scan never looks beyond it.
-  const at: CodeAt = typeof frame === 'string' ? (i) => (i < end ? frame.charCodeAt(i) : -1) : (i) => (i < end ? frame[i] : -1);
-  for (let i = 0; i + RESPONSE_KEY.length <= end; i++) {
-    if (!matches(at, i, RESPONSE_KEY)) continue;
-    let j = skipSpace(at, i + RESPONSE_KEY.length, end);
-    if (at(j) !== 0x3a) continue; // ':'
-    j = skipSpace(at, j + 1, end);
-    if (at(j) !== 0x7b) continue; // '{'
-    j = skipSpace(at, j + 1, end);
-    if (!matches(at, j, ID_KEY)) continue;
-    j = skipSpace(at, j + ID_KEY.length, end);
-    if (at(j) !== 0x3a) continue;
-    j = skipSpace(at, j + 1, end);
-    if (at(j) !== 0x22) continue;
-    const start = j + 1;
-    let close = start;
-    while (close < end && at(close) !== 0x22 && at(close) !== 0x5c) close++;
-    if (at(close) !== 0x22 || close === start) return null;
-    return typeof frame === 'string' ? copyOut(frame.slice(start, close)) : frame.toString('utf8', start, close);
-  }
-  return null;
-}
-
-function matches(at: CodeAt, from: number, text: string): boolean {
-  for (let k = 0; k < text.length; k++) if (at(from + k) !== text.charCodeAt(k)) return false;
-  return true;
-}
-
-function skipSpace(at: CodeAt, from: number, end: number): number {
-  let i = from;
-  while (i < end) {
-    const c = at(i);
-    if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) break;
-    i++;
-  }
-  return i;
+  const head = typeof frame === 'string' ? frame.slice(0, ID_HEAD) : frame.toString('utf8', 0, Math.min(frame.length, ID_HEAD));
+  const id = ID_RE.exec(head)?.[1];
+  return id === undefined ? null : copyOut(id);
 }
 
 /** A string of its own: `slice` of a long string is a view that keeps the whole of it alive. */
