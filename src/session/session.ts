@@ -10,7 +10,7 @@ import type { ScheduleOutcome, ScheduleRequest, SlotLease } from '../scheduler/t
 import { classifyErrorEvent, connectFailure, rateLimitResetMs, type UpstreamFailure } from '../upstream/failure.js';
 import { scrubCredential } from '../upstream/scrub.js';
 import { responsesWsTarget, type IncomingHeaders } from '../upstream/target.js';
-import { connectUpstreamWs, type UpstreamWs } from '../upstream/ws-upstream.js';
+import { connectUpstreamWs, sendOptions, type UpstreamWs } from '../upstream/ws-upstream.js';
 import type { HttpUpstream } from '../upstream/http-sse-upstream.js';
 import { clientWritable, HttpBridge, type BridgeReason } from './bridge.js';
 import { carriesError, classifyEvent, type ClassifiedEvent } from './events.js';
@@ -179,10 +179,11 @@ export class ResponsesSession {
     }
   }
 
-  private forward(data: Buffer, isBinary: boolean, now = false): void {
+  /** `flush`: write at once, not held until the end of the tick with the rest (corkClient). */
+  private forward(data: Buffer, isBinary: boolean, flush = false): void {
     if (this.closed) return;
-    if (!now) this.corkClient();
-    this.ws.send(data, isBinary ? BINARY_FRAME : TEXT_FRAME);
+    if (!flush) this.corkClient();
+    this.ws.send(data, sendOptions(isBinary));
     this.messagesOut++;
     if (!this.pausedForClient && this.ws.bufferedAmount > this.deps.config().websocket.maxBufferedBytes && this.conn) {
       this.pausedForClient = true;
@@ -571,10 +572,6 @@ export class ResponsesSession {
 }
 
 const RELEASED_BODY: Record<string, unknown> = Object.freeze({});
-
-// `ws` copies send options, so two shared objects spare an allocation per forwarded frame.
-const TEXT_FRAME = { binary: false } as const;
-const BINARY_FRAME = { binary: true } as const;
 
 async function releaseQuietly(lease: SlotLease): Promise<void> {
   try {
