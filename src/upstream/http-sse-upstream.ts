@@ -276,7 +276,7 @@ class ReplyHandler implements Dispatcher.DispatchHandler {
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHeaders): void {
     this.status = statusCode;
     this.headers = headers;
-    if (statusCode < 200 || statusCode >= 300) {
+    if (this.isError()) {
       this.mode = 'collect';
       this.limit = MAX_UPSTREAM_ERROR_BYTES;
     } else if (isEventStream(headers)) {
@@ -297,8 +297,7 @@ class ReplyHandler implements Dispatcher.DispatchHandler {
     this.size += chunk.length;
     if (this.size > this.limit) {
       // An error body is cut (what was read is enough); a JSON answer that big is refused.
-      if (this.isError()) this.done(this.classify(this.status, this.headers, Buffer.concat(this.chunks).toString('utf8')));
-      else this.done({ kind: 'failed', failure: connectFailure('upstream answer too large'), error: null, headers: this.headers });
+      this.collected(() => this.failed('upstream answer too large'));
       controller.abort(Object.assign(new Error('too large'), { code: 'ABORT_ERR' }));
       return;
     }
@@ -312,9 +311,7 @@ class ReplyHandler implements Dispatcher.DispatchHandler {
       return;
     }
     if (this.mode !== 'collect') return;
-    const body = Buffer.concat(this.chunks);
-    if (this.isError()) this.done(this.classify(this.status, this.headers, body.toString('utf8')));
-    else this.done({ kind: 'json', status: this.status, headers: this.headers, body });
+    this.collected((body) => ({ kind: 'json', status: this.status, headers: this.headers, body }));
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
@@ -324,11 +321,20 @@ class ReplyHandler implements Dispatcher.DispatchHandler {
       return;
     }
     if (this.mode === 'waiting') {
-      this.done({ kind: 'failed', failure: connectFailure(`upstream request failed (${errorCode(err)})`), error: null, headers: {} });
+      this.done(this.failed(`upstream request failed (${errorCode(err)})`)); // no headers yet: {}
     } else if (this.mode === 'collect') {
-      if (this.isError()) this.done(this.classify(this.status, this.headers, Buffer.concat(this.chunks).toString('utf8')));
-      else this.done({ kind: 'failed', failure: connectFailure(`upstream body broke (${errorCode(err)})`), error: null, headers: this.headers });
+      this.collected(() => this.failed(`upstream body broke (${errorCode(err)})`));
     }
+  }
+
+  /** The body read so far: an error status is classified from it, anything else answers `ok`. */
+  private collected(ok: (body: Buffer) => UpstreamReply): void {
+    const body = Buffer.concat(this.chunks);
+    this.done(this.isError() ? this.classify(this.status, this.headers, body.toString('utf8')) : ok(body));
+  }
+
+  private failed(detail: string): UpstreamReply {
+    return { kind: 'failed', failure: connectFailure(detail), error: null, headers: this.headers };
   }
 
   private isError(): boolean {
