@@ -7,6 +7,8 @@
 // by allocating function and nearest repository frame.
 import { writeFileSync, readFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const INTERVAL_BYTES = 2048;
 
@@ -51,7 +53,9 @@ function summarise(file, top = 40) {
   }
 }
 
-if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()) && process.argv[2]) {
+// Run as a script (not preloaded with --import): summarise the file given.
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  if (!process.argv[2]) throw new Error('usage: node scripts/bench/heap-survivors.mjs FILE.heapprofile [TOP]');
   summarise(process.argv[2], Number(process.argv[3] ?? 40));
 } else {
   await startSampling();
