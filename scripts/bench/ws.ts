@@ -54,6 +54,8 @@ interface SimInfo {
 interface RunFigures {
   eps: Record<TargetName, number>;
   cpuPer10k: Partial<Record<TargetName, number>>;
+  /** CPU per 10,000 events in the latency phase: paced events, one per read, no batching. */
+  latCpuPer10k: Partial<Record<TargetName, number>>;
   p50: Record<TargetName, number>;
   p99: Record<TargetName, number>;
   ttfeFirst: Record<TargetName, number>;
@@ -70,12 +72,15 @@ const { values } = parseArgs({
     pin: { type: 'boolean', default: false },
     'log-level': { type: 'string', default: 'warn' },
     deltas: { type: 'string', default: '50' },
+    // Investigation: run one phase only (e.g. `--phases latency` with --profile).
+    phases: { type: 'string', default: 'throughput,latency' },
   },
 });
 const DELTAS = Number(values.deltas);
 const ks = values.k.split(',').map(Number);
 for (const k of ks) if (!PLANS[k]) throw new Error(`no plan for K=${k} (known: ${Object.keys(PLANS).join(', ')})`);
 const runs = Math.max(1, Number(values.runs));
+const phases = new Set(values.phases.split(','));
 
 function relayConfig(sim: SimInfo): Record<string, unknown> {
   return {
@@ -171,17 +176,18 @@ await withChildren(async () => {
     const perRun: RunFigures[] = [];
     for (let run = 0; run < runs; run++) {
       const order = rotate(TARGETS, run);
-      const f: RunFigures = { eps: {} as never, cpuPer10k: {}, p50: {} as never, p99: {} as never, ttfeFirst: {} as never, ttfeLater: {} as never, ttfeUp: {} as never, ttfeDown: {} as never };
+      const f: RunFigures = { eps: {} as never, cpuPer10k: {}, latCpuPer10k: {}, p50: {} as never, p99: {} as never, ttfeFirst: {} as never, ttfeLater: {} as never, ttfeUp: {} as never, ttfeDown: {} as never };
       await simChild.call('set', { deltaCount: DELTAS, deltaIntervalMs: 0, ttftMs: 0, text: TEXT });
-      for (const name of order) {
+      for (const name of phases.has('throughput') ? order : []) {
         const { r, cpuS } = await phase(name, k, plan.throughputTurns, 0, true);
         f.eps[name] = (r.events / r.elapsedMs) * 1000;
         if (cpuS !== null) f.cpuPer10k[name] = (cpuS / r.events) * 10_000;
       }
       await simChild.call('set', { deltaIntervalMs: plan.intervalMs });
       const turnMs = DELTAS * plan.intervalMs;
-      for (const name of order) {
-        const { r } = await phase(name, k, plan.latencyTurns, k > 1 ? turnMs : 0, false);
+      for (const name of phases.has('latency') ? order : []) {
+        const { r, cpuS } = await phase(name, k, plan.latencyTurns, k > 1 ? turnMs : 0, true);
+        if (cpuS !== null) f.latCpuPer10k[name] = (cpuS / r.events) * 10_000;
         [f.p50[name], f.p99[name]] = percentiles(r.latencies, [50, 99]);
         [f.ttfeFirst[name]] = percentiles(r.ttfeFirst, [50]);
         [f.ttfeLater[name]] = percentiles(r.ttfeLater, [50]);
@@ -217,6 +223,8 @@ await withChildren(async () => {
       bare_ttfe_first_ms: round(added('bare', 'ttfeFirst')),
       relay_ttfe_first_ms: round(added('relay', 'ttfeFirst')),
       bare_cpu_s_per_10k: round(med((f) => f.cpuPer10k.bare)),
+      relay_latency_cpu_s_per_10k: round(med((f) => f.latCpuPer10k.relay)),
+      bare_latency_cpu_s_per_10k: round(med((f) => f.latCpuPer10k.bare)),
       direct_p50_ms: round(med((f) => f.p50.direct)),
       direct_p99_ms: round(med((f) => f.p99.direct)),
       // Throughput and CPU ratios are taken within each run (same machine state), then the median
