@@ -2,7 +2,7 @@
 // snapshot from the store, lets the pure core (select.ts) decide, acquires slots in the planned
 // order, executes wait plans, writes bindings, and emits typed events. All time comes from the
 // injected clock; all randomness from the injected source.
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Clock } from '../clock.js';
 import type { AccountConfig, SchedulerConfig, WebsocketConfig } from '../config/schema.js';
@@ -58,6 +58,17 @@ const REFUSAL_MESSAGES: Record<RefusalReason, string> = {
   wait_timeout: 'Timed out waiting for a free upstream account.',
   aborted: 'The request was cancelled while waiting for an upstream account.',
 };
+
+/**
+ * Lease ids: a random prefix per process and a counter. Unique within the process, which is all a
+ * lease id needs (the store keys it under this instance's id); a UUID per turn cost a trip into
+ * the crypto pool on the path between a client's frame and its upstream send.
+ */
+const LEASE_PREFIX = randomBytes(6).toString('base64url');
+let leaseSeq = 0;
+function nextLeaseId(): string {
+  return `${LEASE_PREFIX}.${(++leaseSeq).toString(36)}`;
+}
 
 /** One select / acquireOn call in progress. */
 interface Run {
@@ -171,7 +182,7 @@ export class AccountScheduler implements Scheduler {
     // Every turn of a pinned session comes here, and its account is almost always usable and free:
     // read the flags and take the slot together (one round trip on Redis, not two), and give the
     // slot back if the flags say the account may not serve.
-    const leaseId = randomUUID();
+    const leaseId = nextLeaseId();
     const [flagsRead, slotRead] = await Promise.allSettled([
       this.store.getFlags(accountId),
       this.store.acquireSlot(accountId, leaseId, account.concurrency),
@@ -199,7 +210,7 @@ export class AccountScheduler implements Scheduler {
     const cfg = this.cfg;
     const account = cfg.byId.get(accountId);
     if (!account || account.group !== req.group) return null;
-    const leaseId = randomUUID();
+    const leaseId = nextLeaseId();
     let answer: { flags: AccountFlags; granted: boolean };
     try {
       answer = this.store.acquireSlotNow(accountId, leaseId, account.concurrency);
@@ -363,7 +374,7 @@ export class AccountScheduler implements Scheduler {
   }
 
   private async tryAcquire(accountId: string, max: number): Promise<SlotLease | null> {
-    const leaseId = randomUUID();
+    const leaseId = nextLeaseId();
     const ok = await this.store.acquireSlot(accountId, leaseId, max);
     return ok ? new StoreLease(accountId, leaseId, this.store) : null;
   }

@@ -145,11 +145,16 @@ describe('scheduler shell: leases, stats, events, store round trips', () => {
       },
     });
     const o = acquired(await h.scheduler.select(request()));
-    expect(o.lease.leaseId).toMatch(/^[0-9a-f-]{36}$/);
+    // A lease id is stored inside `instance|lease` members: it must not contain the separator.
+    expect(o.lease.leaseId).toMatch(/^[A-Za-z0-9_.-]+$/);
     await Promise.all([o.lease.release(), o.lease.release()]);
     await o.lease.release();
     expect(calls.get('releaseSlot')).toBe(1);
     expect(await h.memory.slotCount('x')).toBe(0);
+    // The slot is free again, under a new lease id.
+    const again = acquired(await h.scheduler.select(request()));
+    expect(again.lease.leaseId).not.toBe(o.lease.leaseId);
+    await again.lease.release();
   });
 
   it('a load-balance select without a session key costs one snapshot and one acquire', async () => {
