@@ -138,8 +138,10 @@ export class ResponsesSession {
     this.model = model;
     this.busy = true;
     const gen = ++this.turnGen;
+    // A pinned turn's frame is upstream when runTurn returns; what is not needed for that follows.
+    const turn = this.runTurn(frame, model);
     this.clearIdle();
-    this.runTurn(frame, model)
+    turn
       .catch((err: unknown) => {
         this.deps.log.error({ err: err instanceof Error ? err.message : String(err) }, 'turn crashed');
         this.fail('SY_ERR_INTERNAL');
@@ -179,11 +181,15 @@ export class ResponsesSession {
     }
   }
 
-  /** `flush`: write at once, not held until the end of the tick with the rest (corkClient). */
+  /**
+   * `flush`: write this frame, and any held before it in this tick, at once instead of at the end
+   * of the tick (corkClient).
+   */
   private forward(data: Buffer, isBinary: boolean, flush = false): void {
     if (this.closed) return;
     if (!flush) this.corkClient();
     this.ws.send(data, sendOptions(isBinary));
+    if (flush) this.uncorkClient();
     this.messagesOut++;
     if (!this.pausedForClient && this.ws.bufferedAmount > this.deps.config().websocket.maxBufferedBytes && this.conn) {
       this.pausedForClient = true;
@@ -201,10 +207,14 @@ export class ResponsesSession {
     if (!socket) return;
     this.corked = true;
     socket.cork();
-    process.nextTick(() => {
-      this.corked = false;
-      socket.uncork();
-    });
+    process.nextTick(() => this.uncorkClient());
+  }
+
+  /** Ends the cork corkClient took, if it is still held (a flush may have ended it first). */
+  private uncorkClient(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    (this.ws as unknown as { _socket?: Duplex })._socket?.uncork();
   }
 
   private sendError(err: RelayError): void {
@@ -246,7 +256,7 @@ export class ResponsesSession {
     if (!t || t.conn !== conn) {
       // Between turns: an `error` here (e.g. the 60-minute cap) would be read by the client as the
       // answer to its next request, so only harmless notices are passed on.
-      if (classifyEvent(data, false).type !== 'error') this.forward(data, isBinary);
+      if (classifyEvent(data, false).type !== 'error') this.forward(data, isBinary, conn.lastInRead());
       return;
     }
     t.idleTimer?.refresh();
@@ -258,8 +268,9 @@ export class ResponsesSession {
     // Only error events can quote a credential back; every other frame passes untouched.
     if (ev.terminal) void releaseQuietly(t.lease);
     // A turn's first event goes out at once: it ends the client's time to first event, and the
-    // frames read with it in the same tick would otherwise hold it back (see corkClient).
-    this.forward(carriesError(ev) ? scrubCredential(data, t.account.apiKey) : data, isBinary, t.forwarded === 0);
+    // frames read with it in the same tick would otherwise hold it back (see corkClient). So does
+    // the last frame of a read: nothing else comes in this tick to batch it with.
+    this.forward(carriesError(ev) ? scrubCredential(data, t.account.apiKey) : data, isBinary, t.forwarded === 0 || conn.lastInRead());
     t.forwarded++;
     if (ev.output && t.ttftMs === null) t.ttftMs = performance.now() - t.sentAt;
     if (ev.responseId !== null && ev.responseId !== t.responseId) {

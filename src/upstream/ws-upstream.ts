@@ -47,6 +47,16 @@ export class UpstreamWs {
     ws.on('error', () => {});
   }
 
+  /**
+   * True when the frame being handled is the last complete one of the bytes read so far: no
+   * other 'message' follows in this tick. Read from `ws`'s receiver (8.x keeps the count of bytes
+   * not yet parsed in `_bufferedBytes`); false when that is not available, which only costs the
+   * relay its write batching shortcut.
+   */
+  lastInRead(): boolean {
+    return (this.ws as unknown as { _receiver?: { _bufferedBytes?: number } | null })._receiver?._bufferedBytes === 0;
+  }
+
   send(data: Buffer | string, binary = false): boolean {
     if (!this.alive || this.ws.readyState !== WebSocket.OPEN) return false;
     this.ws.send(data, sendOptions(binary));
