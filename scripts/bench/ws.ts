@@ -74,6 +74,9 @@ const { values } = parseArgs({
     deltas: { type: 'string', default: '50' },
     // Investigation: run one phase only (e.g. `--phases latency` with --profile).
     phases: { type: 'string', default: 'throughput,latency' },
+    // A/A check: a second bare relay process stands in for Switchyard, so every relay_* ratio
+    // compares two identical relays and shows how far this machine moves a ratio by itself.
+    aa: { type: 'boolean', default: false },
   },
 });
 const DELTAS = Number(values.deltas);
@@ -91,17 +94,19 @@ function relayConfig(sim: SimInfo): Record<string, unknown> {
   };
 }
 
-function targets(sim: SimInfo, barePort: number, relayPort: number): Record<TargetName, WsTarget> {
+function targets(sim: SimInfo, barePort: number, relayPort: number, aa: boolean): Record<TargetName, WsTarget> {
   const acct = (i: number) => sim.accounts[i % sim.accounts.length];
   const upstreamHeaders = (i: number) => ({ authorization: `Bearer ${acct(i).key}`, 'openai-beta': BETA, session_id: `bench-${i}` });
   return {
     direct: { name: 'direct', url: (i) => acct(i).wsUrl, headers: upstreamHeaders },
     bare: { name: 'bare', url: (i) => `ws://127.0.0.1:${barePort}${acct(i).wsPath}`, headers: upstreamHeaders },
-    relay: {
-      name: 'relay',
-      url: () => `ws://127.0.0.1:${relayPort}/v1/responses`,
-      headers: (i) => ({ authorization: `Bearer ${CLIENT_KEY}`, session_id: `bench-${i}` }),
-    },
+    relay: aa
+      ? { name: 'relay', url: (i) => `ws://127.0.0.1:${relayPort}${acct(i).wsPath}`, headers: upstreamHeaders }
+      : {
+          name: 'relay',
+          url: () => `ws://127.0.0.1:${relayPort}/v1/responses`,
+          headers: (i) => ({ authorization: `Bearer ${CLIENT_KEY}`, session_id: `bench-${i}` }),
+        },
   };
 }
 
@@ -129,10 +134,12 @@ await withChildren(async () => {
     args: ['--target', sim.url.replace(/^http/, 'ws')],
     nodeFlags: [...profile, ...extra],
   });
-  const { child: relay, info: relayInfo } = await BenchChild.fork('switchyard', 'scripts/bench/switchyard-child.ts', {
-    args: ['--config', JSON.stringify(relayConfig(sim)), '--log-level', values['log-level']],
-    nodeFlags: [...profile, ...extra],
-  });
+  const { child: relay, info: relayInfo } = values.aa
+    ? await BenchChild.fork('bare-2', 'scripts/bench/bare-relay.ts', { args: ['--target', sim.url.replace(/^http/, 'ws')], nodeFlags: [...profile, ...extra] })
+    : await BenchChild.fork('switchyard', 'scripts/bench/switchyard-child.ts', {
+        args: ['--config', JSON.stringify(relayConfig(sim)), '--log-level', values['log-level']],
+        nodeFlags: [...profile, ...extra],
+      });
   if (values.profile) process.stderr.write(`[bench:ws] profiles in ${values.profile}: bare pid ${bare.pid}, switchyard pid ${relay.pid}\n`);
   if (values.pin) {
     // The client driver and the sim share CPU 0; the relay under test has CPU 1 to itself (every
@@ -141,7 +148,7 @@ await withChildren(async () => {
       execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
     }
   }
-  const all = targets(sim, bareInfo.port as number, relayInfo.port as number);
+  const all = targets(sim, bareInfo.port as number, relayInfo.port as number, values.aa);
   const servers: Record<TargetName, BenchChild | null> = { direct: null, bare, relay };
 
   const phase = async (name: TargetName, k: number, turns: number, staggerMs: number, withCpu: boolean): Promise<{ r: WsPhaseResult; cpuS: number | null }> => {
@@ -243,6 +250,6 @@ await withChildren(async () => {
     };
     process.stdout.write(`${JSON.stringify(line)}\n`);
   }
-  const warnings = await relay.call<string[]>('logs');
+  const warnings = values.aa ? [] : await relay.call<string[]>('logs');
   if (warnings.length > 0) process.stderr.write(`[bench:ws] relay warnings:\n${warnings.join('\n')}\n`);
 });
