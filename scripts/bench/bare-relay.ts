@@ -3,22 +3,63 @@
 // limits. What any Node relay on `ws` costs at the least on this machine.
 // Run by the bench drivers in its own process: `--target ws://127.0.0.1:PORT` (the client's path
 // is appended, its authorization and OpenAI-Beta headers are passed on).
+// `--floor` (bench:ws --floor): the least per-turn work a relay that schedules turns must do
+// before a frame goes upstream — parse and check the client's frame, check its chain against the
+// response ids seen on the upstream socket, count a slot per account — and nothing else.
 import { parseArgs } from 'node:util';
 import WebSocket, { WebSocketServer } from 'ws';
 import { serveParent } from './child-ipc.js';
 
 const MAX_PAYLOAD = 64 * 1024 * 1024;
 const PASSED_HEADERS = ['authorization', 'openai-beta', 'session_id'];
+const RESPONSE_ID = /"response":\{"id":"([^"]+)"/;
+const PREVIOUS_ID = /^resp_[A-Za-z0-9_-]{1,256}$/;
 
-export function startBareRelay(target: string): Promise<WebSocketServer> {
+/** --floor: per upstream socket its response ids; per account (path) its turns in flight. */
+interface Floor {
+  inFlight: Map<string, number>;
+}
+
+/** The floor's checks of one client frame; false = not forwarded (a real relay answers an error). */
+function floorAccepts(data: Buffer, ids: Set<string>, floor: Floor, account: string): boolean {
+  let v: unknown;
+  try {
+    v = JSON.parse(data.toString('utf8'));
+  } catch {
+    return false;
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  const body = v as Record<string, unknown>;
+  if (body.type !== 'response.create' || typeof body.model !== 'string') return false;
+  const prev = body.previous_response_id;
+  if (prev !== undefined && (typeof prev !== 'string' || !PREVIOUS_ID.test(prev) || !ids.has(prev))) return false;
+  floor.inFlight.set(account, (floor.inFlight.get(account) ?? 0) + 1);
+  return true;
+}
+
+/** The floor's view of one upstream event: the response id of a turn's first, the slot at its end. */
+function floorSees(data: Buffer, ids: Set<string>, floor: Floor, account: string): void {
+  const head = data.toString('latin1', 0, Math.min(data.length, 200));
+  if (head.startsWith('{"type":"response.created"')) {
+    const id = RESPONSE_ID.exec(head)?.[1];
+    if (id) ids.add(id);
+  } else if (head.startsWith('{"type":"response.completed"') || head.startsWith('{"type":"response.failed"')) {
+    floor.inFlight.set(account, (floor.inFlight.get(account) ?? 1) - 1);
+  }
+}
+
+export function startBareRelay(target: string, floor: Floor | null = null): Promise<WebSocketServer> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: MAX_PAYLOAD });
   wss.on('connection', (client, req) => {
     const headers: Record<string, string> = {};
     for (const h of PASSED_HEADERS) if (typeof req.headers[h] === 'string') headers[h] = req.headers[h];
-    const upstream = new WebSocket(target + (req.url ?? '/'), { headers, perMessageDeflate: false, maxPayload: MAX_PAYLOAD });
+    const path = req.url ?? '/';
+    const upstream = new WebSocket(target + path, { headers, perMessageDeflate: false, maxPayload: MAX_PAYLOAD });
+    const ids = new Set<string>();
     // Frames the client sends before the upstream is open wait here.
     const early: Array<[WebSocket.RawData, boolean]> = [];
     client.on('message', (data, isBinary) => {
+      if (floor && !floorAccepts(data as Buffer, ids, floor, path)) return;
       if (upstream.readyState === WebSocket.OPEN) upstream.send(data, { binary: isBinary });
       else early.push([data, isBinary]);
     });
@@ -26,7 +67,10 @@ export function startBareRelay(target: string): Promise<WebSocketServer> {
       for (const [data, isBinary] of early) upstream.send(data, { binary: isBinary });
       early.length = 0;
     });
-    upstream.on('message', (data, isBinary) => client.send(data, { binary: isBinary }));
+    upstream.on('message', (data, isBinary) => {
+      client.send(data, { binary: isBinary });
+      if (floor) floorSees(data as Buffer, ids, floor, path);
+    });
     client.on('close', () => upstream.terminate());
     upstream.on('close', () => client.terminate());
     client.on('error', () => undefined);
@@ -36,9 +80,9 @@ export function startBareRelay(target: string): Promise<WebSocketServer> {
 }
 
 if (process.send) {
-  const { values } = parseArgs({ options: { target: { type: 'string' } } });
+  const { values } = parseArgs({ options: { target: { type: 'string' }, floor: { type: 'boolean', default: false } } });
   if (!values.target) throw new Error('bare-relay: --target ws://host:port is required');
-  const wss = await startBareRelay(values.target.replace(/\/$/, ''));
+  const wss = await startBareRelay(values.target.replace(/\/$/, ''), values.floor ? { inFlight: new Map() } : null);
   const addr = wss.address();
   serveParent(
     { port: typeof addr === 'object' && addr ? addr.port : 0 },

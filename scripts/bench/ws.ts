@@ -15,6 +15,7 @@
 // Every figure is the median over `--runs` runs; the order of targets rotates between runs.
 //
 //   npm run bench:ws -- [--k 1,100,1000] [--runs 3] [--deltas 50] [--profile DIR] [--log-level warn] [--pin]
+//                       [--phases throughput,latency] [--aa | --floor]
 // --profile DIR writes --cpu-prof profiles of both relay processes there. --pin puts the driver
 // and the sim on CPU 0 and the relays on CPU 1 (taskset), for steadier figures.
 import { execFileSync } from 'node:child_process';
@@ -77,6 +78,9 @@ const { values } = parseArgs({
     // A/A check: a second bare relay process stands in for Switchyard, so every relay_* ratio
     // compares two identical relays and shows how far this machine moves a ratio by itself.
     aa: { type: 'boolean', default: false },
+    // Like --aa, but the second bare relay does the least per-turn work a scheduling relay must do
+    // before a frame goes upstream (bare-relay.ts --floor): what any such relay pays here.
+    floor: { type: 'boolean', default: false },
   },
 });
 const DELTAS = Number(values.deltas);
@@ -134,8 +138,12 @@ await withChildren(async () => {
     args: ['--target', sim.url.replace(/^http/, 'ws')],
     nodeFlags: [...profile, ...extra],
   });
-  const { child: relay, info: relayInfo } = values.aa
-    ? await BenchChild.fork('bare-2', 'scripts/bench/bare-relay.ts', { args: ['--target', sim.url.replace(/^http/, 'ws')], nodeFlags: [...profile, ...extra] })
+  const standIn = values.aa || values.floor;
+  const { child: relay, info: relayInfo } = standIn
+    ? await BenchChild.fork(values.floor ? 'floor' : 'bare-2', 'scripts/bench/bare-relay.ts', {
+        args: ['--target', sim.url.replace(/^http/, 'ws'), ...(values.floor ? ['--floor'] : [])],
+        nodeFlags: [...profile, ...extra],
+      })
     : await BenchChild.fork('switchyard', 'scripts/bench/switchyard-child.ts', {
         args: ['--config', JSON.stringify(relayConfig(sim)), '--log-level', values['log-level']],
         nodeFlags: [...profile, ...extra],
@@ -148,7 +156,7 @@ await withChildren(async () => {
       execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
     }
   }
-  const all = targets(sim, bareInfo.port as number, relayInfo.port as number, values.aa);
+  const all = targets(sim, bareInfo.port as number, relayInfo.port as number, standIn);
   const servers: Record<TargetName, BenchChild | null> = { direct: null, bare, relay };
 
   const phase = async (name: TargetName, k: number, turns: number, staggerMs: number, withCpu: boolean): Promise<{ r: WsPhaseResult; cpuS: number | null }> => {
@@ -250,6 +258,6 @@ await withChildren(async () => {
     };
     process.stdout.write(`${JSON.stringify(line)}\n`);
   }
-  const warnings = values.aa ? [] : await relay.call<string[]>('logs');
+  const warnings = standIn ? [] : await relay.call<string[]>('logs');
   if (warnings.length > 0) process.stderr.write(`[bench:ws] relay warnings:\n${warnings.join('\n')}\n`);
 });
