@@ -74,6 +74,8 @@ export class ResponsesSession {
   private firstTimer: NodeJS.Timeout | null;
   private idleTimer: NodeJS.Timeout | null = null;
   private readonly abort = new AbortController();
+  /** The client's TCP socket under `ws` (set before a session exists): drain events and corking. */
+  private readonly socket: Duplex | undefined;
   private readonly startedAt: number;
   private idleWaiters: Array<() => void> = [];
   /** Created by the first turn that needs HTTP/SSE upstream; keeps the bridged transcript. */
@@ -85,7 +87,8 @@ export class ResponsesSession {
     ws.on('message', (data: Buffer, isBinary: boolean) => this.clientOnMessage(data, isBinary));
     ws.on('close', () => this.clientOnClose());
     ws.on('error', () => {});
-    (ws as unknown as { _socket?: NodeJS.EventEmitter })._socket?.on('drain', () => this.clientOnDrain());
+    this.socket = (ws as unknown as { _socket?: Duplex })._socket;
+    this.socket?.on('drain', () => this.clientOnDrain());
     this.firstTimer = setTimeout(() => this.fail('SY_ERR_FIRST_MESSAGE_TIMEOUT'), wsCfg.firstMessageTimeoutMs);
     deps.bus.emit({ type: 'gauge', name: 'ws_sessions_active', delta: 1 });
     deps.log.info({ event: 'session_start', client: identity.clientName, group: identity.group }, 'session start');
@@ -202,11 +205,9 @@ export class ResponsesSession {
    * the client socket's writes until the tick ends sends a burst in one writev, not one per frame.
    */
   private corkClient(): void {
-    if (this.corked) return;
-    const socket = (this.ws as unknown as { _socket?: Duplex })._socket;
-    if (!socket) return;
+    if (this.corked || !this.socket) return;
     this.corked = true;
-    socket.cork();
+    this.socket.cork();
     process.nextTick(() => this.uncorkClient());
   }
 
@@ -214,7 +215,7 @@ export class ResponsesSession {
   private uncorkClient(): void {
     if (!this.corked) return;
     this.corked = false;
-    (this.ws as unknown as { _socket?: Duplex })._socket?.uncork();
+    this.socket?.uncork();
   }
 
   private sendError(err: RelayError): void {

@@ -288,14 +288,19 @@ export class MemoryStore implements StateStore {
     map.set(key, { accountId, expiresAtMs: this.clock.now() + ttlMs });
   }
 
-  /** The account's lease map with expired leases (owners that stopped renewing) removed. */
-  private liveLeases(accountId: string, now: number): Map<string, number> {
+  /** The account's lease map (member → expiry), created empty on first use. */
+  private leaseMap(accountId: string): Map<string, number> {
     let leases = this.backend.leases.get(accountId);
     if (!leases) {
       leases = new Map();
       this.backend.leases.set(accountId, leases);
-      return leases;
     }
+    return leases;
+  }
+
+  /** The account's lease map with expired leases (owners that stopped renewing) removed. */
+  private liveLeases(accountId: string, now: number): Map<string, number> {
+    const leases = this.leaseMap(accountId);
     for (const [member, expiresAtMs] of leases) if (expiresAtMs <= now) leases.delete(member);
     return leases;
   }
@@ -306,11 +311,7 @@ export class MemoryStore implements StateStore {
    * pass over the account's in-flight turns per turn: 125 of them per account at 1,000 sessions.)
    */
   private acquireAt(accountId: string, leaseId: string, max: number, now: number): boolean {
-    let leases = this.backend.leases.get(accountId);
-    if (!leases) {
-      leases = new Map();
-      this.backend.leases.set(accountId, leases);
-    }
+    const leases = this.leaseMap(accountId);
     const member = leaseMember(this.instanceId, leaseId);
     if (!leases.has(member) && leases.size >= max && this.liveLeases(accountId, now).size >= max) return false;
     leases.set(member, now + this.leaseTtlMs);

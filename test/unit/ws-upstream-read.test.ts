@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Duplex } from 'node:stream';
-import { connectUpstreamWs, type UpstreamWs } from '../../src/upstream/ws-upstream.js';
+import { connectUpstreamWs } from '../../src/upstream/ws-upstream.js';
 import type { AccountConfig } from '../../src/config/schema.js';
 
 const account = { id: 'a', apiKey: 'sk-test' } as unknown as AccountConfig;
@@ -21,7 +21,6 @@ describe('UpstreamWs.lastInRead', () => {
     await new Promise((r) => wss!.once('listening', r));
     const port = (wss.address() as { port: number }).port;
     const seen: Array<[string, boolean]> = [];
-    let conn!: UpstreamWs;
     const got = (n: number) =>
       new Promise<void>((resolve) => {
         const check = setInterval(() => {
@@ -44,7 +43,7 @@ describe('UpstreamWs.lastInRead', () => {
       },
     });
     if (!r.ok) throw new Error(r.failure.detail);
-    conn = r.conn;
+    const conn = r.conn;
     const peer = await server;
     // Three frames in one TCP write: the client reads them in one chunk.
     const socket = (peer as unknown as { _socket: Duplex })._socket;
