@@ -4,48 +4,36 @@
 // Run by the bench drivers in its own process: `--target ws://127.0.0.1:PORT` (the client's path
 // is appended, its authorization and OpenAI-Beta headers are passed on).
 // `--floor` (bench:ws --floor): the least per-turn work a relay that schedules turns must do
-// before a frame goes upstream — parse and check the client's frame, check its chain against the
-// response ids seen on the upstream socket, count a slot per account — and nothing else.
+// before a frame goes upstream — parse and check the client's frame (Switchyard's own
+// parseClientFrame), check its chain against the response ids seen on the upstream socket, count
+// a slot per account — and per upstream event Switchyard's own classifyEvent. Nothing else.
 import { parseArgs } from 'node:util';
 import WebSocket, { WebSocketServer } from 'ws';
+import { classifyEvent } from '../../src/session/events.js';
+import { parseClientFrame } from '../../src/session/frames.js';
 import { serveParent } from './child-ipc.js';
 
 const MAX_PAYLOAD = 64 * 1024 * 1024;
 const PASSED_HEADERS = ['authorization', 'openai-beta', 'session_id'];
-const RESPONSE_ID = /"response":\{"id":"([^"]+)"/;
-const PREVIOUS_ID = /^resp_[A-Za-z0-9_-]{1,256}$/;
 
-/** --floor: per upstream socket its response ids; per account (path) its turns in flight. */
+/** --floor, shared by all connections: per account (path) its turns in flight. Each connection keeps its own response ids. */
 interface Floor {
   inFlight: Map<string, number>;
 }
 
 /** The floor's checks of one client frame; false = not forwarded (a real relay answers an error). */
 function floorAccepts(data: Buffer, ids: Set<string>, floor: Floor, account: string): boolean {
-  let v: unknown;
-  try {
-    v = JSON.parse(data.toString('utf8'));
-  } catch {
-    return false;
-  }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
-  const body = v as Record<string, unknown>;
-  if (body.type !== 'response.create' || typeof body.model !== 'string') return false;
-  const prev = body.previous_response_id;
-  if (prev !== undefined && (typeof prev !== 'string' || !PREVIOUS_ID.test(prev) || !ids.has(prev))) return false;
+  const frame = parseClientFrame(data, false, MAX_PAYLOAD);
+  if (frame.kind !== 'create' || (frame.previousResponseId !== null && !ids.has(frame.previousResponseId))) return false;
   floor.inFlight.set(account, (floor.inFlight.get(account) ?? 0) + 1);
   return true;
 }
 
 /** The floor's view of one upstream event: the response id of a turn's first, the slot at its end. */
 function floorSees(data: Buffer, ids: Set<string>, floor: Floor, account: string): void {
-  const head = data.toString('latin1', 0, Math.min(data.length, 200));
-  if (head.startsWith('{"type":"response.created"')) {
-    const id = RESPONSE_ID.exec(head)?.[1];
-    if (id) ids.add(id);
-  } else if (head.startsWith('{"type":"response.completed"') || head.startsWith('{"type":"response.failed"')) {
-    floor.inFlight.set(account, (floor.inFlight.get(account) ?? 1) - 1);
-  }
+  const ev = classifyEvent(data, true);
+  if (ev.responseId !== null) ids.add(ev.responseId);
+  if (ev.terminal) floor.inFlight.set(account, (floor.inFlight.get(account) ?? 1) - 1);
 }
 
 export function startBareRelay(target: string, floor: Floor | null = null): Promise<WebSocketServer> {

@@ -98,13 +98,14 @@ function relayConfig(sim: SimInfo): Record<string, unknown> {
   };
 }
 
-function targets(sim: SimInfo, barePort: number, relayPort: number, aa: boolean): Record<TargetName, WsTarget> {
+/** `standIn`: the relay under test is a bare relay (--aa, --floor), addressed like the first one. */
+function targets(sim: SimInfo, barePort: number, relayPort: number, standIn: boolean): Record<TargetName, WsTarget> {
   const acct = (i: number) => sim.accounts[i % sim.accounts.length];
   const upstreamHeaders = (i: number) => ({ authorization: `Bearer ${acct(i).key}`, 'openai-beta': BETA, session_id: `bench-${i}` });
   return {
     direct: { name: 'direct', url: (i) => acct(i).wsUrl, headers: upstreamHeaders },
     bare: { name: 'bare', url: (i) => `ws://127.0.0.1:${barePort}${acct(i).wsPath}`, headers: upstreamHeaders },
-    relay: aa
+    relay: standIn
       ? { name: 'relay', url: (i) => `ws://127.0.0.1:${relayPort}${acct(i).wsPath}`, headers: upstreamHeaders }
       : {
           name: 'relay',
@@ -148,7 +149,7 @@ await withChildren(async () => {
         args: ['--config', JSON.stringify(relayConfig(sim)), '--log-level', values['log-level']],
         nodeFlags: [...profile, ...extra],
       });
-  if (values.profile) process.stderr.write(`[bench:ws] profiles in ${values.profile}: bare pid ${bare.pid}, switchyard pid ${relay.pid}\n`);
+  if (values.profile) process.stderr.write(`[bench:ws] profiles in ${values.profile}: bare pid ${bare.pid}, ${relay.name} pid ${relay.pid}\n`);
   if (values.pin) {
     // The client driver and the sim share CPU 0; the relay under test has CPU 1 to itself (every
     // thread: main, libuv pool, V8 helpers). Takes the kernel's placement out of the comparison.
