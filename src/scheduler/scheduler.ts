@@ -157,8 +157,8 @@ export class AccountScheduler implements Scheduler {
       }
       if (plan.refusal) {
         const decision = decisionFor(plan, null, performance.now() - run.started);
-        this.emitSelect(run, decision, 'error');
         const { reason, retryAfterMs, message, rateLimited } = plan.refusal;
+        this.emitRefusal(run, req, decision, reason);
         return { kind: 'refused', reason, retryAfterMs, decision, message, rateLimited };
       }
       return await this.execute(req, run, plan, signal);
@@ -394,7 +394,7 @@ export class AccountScheduler implements Scheduler {
     const wait = plan.waitPlan;
     const decision = decisionFor(plan, wait?.candidate ?? null, performance.now() - run.started);
     if (!wait) {
-      this.emitSelect(run, decision, 'error');
+      this.emitRefusal(run, req, decision, 'no_compatible_account');
       return this.refused('no_compatible_account', 0, decision);
     }
     // From here the decision names the account waited on, whatever the wait's outcome.
@@ -456,6 +456,15 @@ export class AccountScheduler implements Scheduler {
 
   private refused(reason: RefusalReason, retryAfterMs: number, decision: Decision): ScheduleOutcome {
     return { kind: 'refused', reason, retryAfterMs, decision, message: REFUSAL_MESSAGES[reason] };
+  }
+
+  /** A refusal is a select `error`, unless the caller serves the turn over HTTP instead. */
+  private emitRefusal(run: Run, req: ScheduleRequest, d: Decision, reason: RefusalReason): void {
+    if (reason === 'no_compatible_account' && req.fallsBackToHttp === true) {
+      run.reported = true;
+      return;
+    }
+    this.emitSelect(run, d, 'error');
   }
 
   /** One `select` event per call: the outcome of the deciding phase, before any waiting. */

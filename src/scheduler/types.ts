@@ -30,6 +30,12 @@ export interface ScheduleRequest {
   requiredTransport: RequiredTransport;
   /** Accounts already tried by this turn (failover). */
   excluded: ReadonlySet<string>;
+  /**
+   * A `no_compatible_account` refusal is not this turn's end: the caller serves it over HTTP/SSE
+   * instead (the WebSocket bridge, SPEC §4), and that select records the turn's outcome. Such a
+   * refusal emits no `select` event, so select_total{result="error"} counts only turns that failed.
+   */
+  fallsBackToHttp?: boolean;
 }
 
 /** Why a layer did not pick (recorded in the decision for logs / admin). */

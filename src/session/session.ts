@@ -378,6 +378,7 @@ export class ResponsesSession {
       model,
       requiredTransport: 'ws',
       excluded: new Set<string>(),
+      fallsBackToHttp: cfg.websocket.httpFallback && d.upstream !== undefined,
     };
     const log = (fields: Record<string, unknown>) => d.log.info({ event: 'turn', turn: turnNo, transport: 'ws', ...fields }, 'turn');
 

@@ -46,6 +46,7 @@ function connect(r: TestRelay, headers: Record<string, string> = {}): TestWsClie
 
 const posts = (s: SimUpstream): SimLogRecord[] => s.log.filter((r) => r.kind === 'http_request');
 const fallbacks = () => events.filter((e) => e.type === 'transport_fallback').map((e) => (e as { reason: string }).reason);
+const selects = () => events.filter((e) => e.type === 'select').map((e) => (e as { result: string }).result);
 const userMsg = (text: string) => ({ type: 'message', role: 'user', content: [{ type: 'input_text', text }] });
 const developerMsg = { type: 'message', id: 'msg_dev1', role: 'developer', content: [{ type: 'input_text', text: 'You are a test agent.' }] };
 
@@ -98,6 +99,10 @@ describe('bridge with the openai SDK ResponsesWS', () => {
     const metrics = await (await fetch(`${relay.url}/metrics`)).text();
     expect(metrics).toMatch(/switchyard_transport_fallback_total\{reason="no_ws_account"\} 1/);
     expect(metrics).toMatch(/switchyard_transport_fallback_total\{reason="chained_bridge"\} 1/);
+    // Each bridged turn is one acquired select: the WebSocket select that found no account is the
+    // bridge's cue, not a failed turn, so it counts no select error.
+    expect(selects()).toEqual(['acquired', 'acquired']);
+    expect(metrics).not.toMatch(/switchyard_scheduler_select_total\{[^}]*result="error"[^}]*\} [1-9]/);
     expect(relay.logs.join('\n')).not.toMatch(/sk-sim-[ab]|sk-sy-bridge-client/);
   });
 });
@@ -198,6 +203,8 @@ describe('bridge with a raw WebSocket client', () => {
     expect((await c.closed).code).toBe(1013);
     expect(sim.log).toEqual([]);
     expect(fallbacks()).toEqual([]);
+    // Without the bridge the refusal is the turn's end: a select error.
+    expect(selects()).toEqual(['error']);
   });
 
   it('with websocket.enabled: false the upgrade is answered 426', async () => {
