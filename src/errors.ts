@@ -25,6 +25,7 @@ export const ERRORS = {
   SY_ERR_TOO_LARGE: { http: 413, close: 1009, type: 'invalid_request_error', code: 'message_too_large', message: 'The message exceeds the size limit.' },
   SY_ERR_UNSUPPORTED_MEDIA_TYPE: { http: 415, close: 1008, type: 'invalid_request_error', code: 'unsupported_media_type', message: 'Content-Type must be application/json.' },
   SY_ERR_FIRST_MESSAGE_TIMEOUT: { http: 408, close: 1008, type: 'invalid_request_error', code: 'first_message_timeout', message: 'No request arrived within the first-message deadline.' },
+  SY_ERR_CANCEL_NOT_ACTIVE: { http: 400, close: null, type: 'invalid_request_error', code: 'response_cancel_not_active', message: 'Cancellation failed: no active response found.' },
   SY_ERR_IN_FLIGHT: { http: 400, close: null, type: 'invalid_request_error', code: 'response_already_in_flight', message: 'A response is already in flight on this connection; wait for its terminal event.' },
   SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND: { http: 400, close: null, type: 'invalid_request_error', code: 'previous_response_not_found', message: 'Previous response not found: the upstream connection that held it is gone. Resend the full history without previous_response_id.' },
   SY_ERR_UNAUTHORIZED: { http: 401, close: 1008, type: 'invalid_request_error', code: 'invalid_api_key', message: 'Missing or invalid API key.' },

@@ -116,8 +116,22 @@ export function clientWritable(ws: WebSocket, maxBuffered: number): Promise<void
   });
 }
 
+/**
+ * Pure: the terminal frame of a bridged turn the client cancelled. Over HTTP/SSE a cancel is the
+ * request dropped, so the bridge ends the turn itself the way an upstream socket does (the sim,
+ * after OpenAI): `response.incomplete` with status `cancelled`, and the output items finished so far.
+ */
+export function cancelledFrame(id: string, model: string, output: Item[], createdAtSec: number): string {
+  return JSON.stringify({
+    type: 'response.incomplete',
+    response: { id, object: 'response', created_at: createdAtSec, status: 'cancelled', model, output, error: null, incomplete_details: null, usage: null },
+  });
+}
+
 export class HttpBridge {
   private readonly transcript: Transcript;
+  /** The turn in flight's own abort: `cancel()` drops its upstream request, the client stays. */
+  private turnAbort: AbortController | null = null;
 
   constructor(private readonly deps: BridgeDeps) {
     this.transcript = new Transcript(() => deps.config().websocket.maxTranscriptBytes);
@@ -128,18 +142,27 @@ export class HttpBridge {
     return this.transcript.has(responseId);
   }
 
+  /** The client's `response.cancel`: the turn in flight (if it is generating) ends as cancelled. */
+  cancel(): void {
+    this.turnAbort?.abort();
+  }
+
   /** Serves one client turn over HTTP/SSE. Never throws; ends with the terminal event or an error frame. */
   async runTurn(frame: CreateFrame, model: string, reason: BridgeReason, turn: number): Promise<void> {
     const d = this.deps;
+    const turnAbort = new AbortController();
+    this.turnAbort = turnAbort;
     d.bus.emit({ type: 'transport_fallback', reason });
     const log = (fields: Record<string, unknown>) =>
       d.log.info({ event: 'turn', turn, transport: 'http', bridged: true, fallbackReason: reason, ...fields }, 'turn');
     try {
       if (!frame.generate) return await this.warmup(frame, model, log);
-      await this.generate(frame, model, log);
+      await this.generate(frame, model, turnAbort.signal, log);
     } catch (err) {
       d.log.error({ err: err instanceof Error ? err.message : String(err) }, 'bridged turn crashed');
       await this.sendError(relayTurnError(new RelayError('SY_ERR_INTERNAL')));
+    } finally {
+      if (this.turnAbort === turnAbort) this.turnAbort = null;
     }
   }
 
@@ -155,7 +178,7 @@ export class HttpBridge {
     log({ outcome: 'completed', local: true, responseId: id });
   }
 
-  private async generate(frame: CreateFrame, model: string, log: (f: Record<string, unknown>) => void): Promise<void> {
+  private async generate(frame: CreateFrame, model: string, cancel: AbortSignal, log: (f: Record<string, unknown>) => void): Promise<void> {
     const d = this.deps;
     const plan = planUpstreamBody(frame, this.transcript);
     if (!plan.ok) {
@@ -176,12 +199,13 @@ export class HttpBridge {
         body: JSON.stringify(plan.body),
         headers: d.headers,
         stream: true,
-        signal: d.signal,
+        signal: AbortSignal.any([d.signal, cancel]),
+        cancelled: () => cancel.aborted && !d.signal.aborted,
         collectItems: true,
       },
       { start: () => undefined, event: (_name, data) => d.send(data) },
     );
-    await this.finish(frame, report);
+    await this.finish(frame, model, report);
     log({
       account: report.account,
       layer: report.layer,
@@ -198,9 +222,16 @@ export class HttpBridge {
   }
 
   /** Renders the end for the client and remembers a finished response for later chains. */
-  private async finish(frame: CreateFrame, report: HttpTurnReport): Promise<void> {
+  private async finish(frame: CreateFrame, model: string, report: HttpTurnReport): Promise<void> {
     const end = report.end;
     let output = report.outputItems;
+    if (report.outcome === 'cancelled') {
+      const id = report.responseId ?? `resp_${randomBytes(24).toString('hex')}`;
+      await this.deps.send(cancelledFrame(id, model, output as Item[], Math.floor(this.deps.clock.now() / 1000)));
+      // Chainable like any incomplete response: what was finished is kept, relay-minted or not.
+      this.transcript.add({ id, parent: frame.previousResponseId, input: normaliseInput(frame.body.input), output, local: report.responseId === null });
+      return;
+    }
     if (end.kind === 'error') return this.sendError(end.error);
     if (end.kind === 'json') {
       // A JSON answer although SSE was asked for: the client still needs a terminal event.

@@ -31,7 +31,10 @@ export interface HttpTurnSpec {
   /** Client headers; only the pass-through subset travels upstream. */
   headers: IncomingHeaders;
   stream: boolean;
+  /** Aborted when the client is gone, or when it cancels the turn (`cancelled`). */
   signal: AbortSignal;
+  /** Set when the client cancelled the turn (the bridge's `response.cancel`): an abort is then `cancelled`, not `client_gone`. */
+  cancelled?: () => boolean;
   /** Called every `http.keepAliveIntervalMs` while the turn waits for a slot. */
   onWait?: () => void;
   /** Collect `response.output_item.done` items (the bridge's transcript needs them). */
@@ -74,6 +77,7 @@ export interface HttpTurnReport {
   ttftMs: number | null;
   /** completed | failed | incomplete | cancelled | error | client_gone | upstream_error | refused | rejected */
   outcome: string;
+  /** For a cancelled turn: the id of the response the client saw created, if any. */
   responseId: string | null;
   /** Accounts that failed this turn before it moved on. */
   failed: string[];
@@ -146,8 +150,9 @@ export async function runHttpTurn(deps: HttpTurnDeps, spec: HttpTurnSpec, sink: 
   });
   let last: Failed | null = null;
   let switches = 0;
+  const gone = () => report({ kind: 'client_gone' }, spec.cancelled?.() ? 'cancelled' : 'client_gone', switches);
   for (;;) {
-    if (spec.signal.aborted) return report({ kind: 'client_gone' }, 'client_gone', switches);
+    if (spec.signal.aborted) return gone();
     let outcome: ScheduleOutcome;
     try {
       outcome = await withKeepAlive(deps.scheduler.select(req, spec.signal), spec.onWait, cfg.http.keepAliveIntervalMs);
@@ -156,7 +161,7 @@ export async function runHttpTurn(deps: HttpTurnDeps, spec: HttpTurnSpec, sink: 
     }
     if (outcome.kind === 'refused') {
       base.layer = outcome.decision.layer;
-      if (outcome.reason === 'aborted') return report({ kind: 'client_gone' }, 'client_gone', switches);
+      if (outcome.reason === 'aborted') return gone();
       if (last !== null && outcome.reason === 'no_compatible_account') {
         return report({ kind: 'error', error: allFailed(last, deps.clock.now(), cfg) }, 'upstream_error', switches);
       }
@@ -184,7 +189,7 @@ export async function runHttpTurn(deps: HttpTurnDeps, spec: HttpTurnSpec, sink: 
     deps.scheduler.reportResult(accountId, false, null);
     deps.bus.emit({ type: 'turn', account: accountId, transport: 'http', outcome: 'upstream_error', ttftMs: null });
     failed.push(accountId);
-    if (spec.signal.aborted) return report({ kind: 'client_gone' }, 'client_gone', switches);
+    if (spec.signal.aborted) return gone();
     if (switches >= cfg.scheduler.maxAccountSwitches) {
       return report({ kind: 'error', error: allFailed(last, deps.clock.now(), cfg) }, 'upstream_error', switches);
     }
@@ -204,7 +209,7 @@ async function serve(
   const sentAt = performance.now();
   const reply = await deps.upstream.request(account, spec.body, spec.headers, spec.signal, { stream: spec.stream });
   if (reply.kind === 'failed') {
-    if (spec.signal.aborted) return clientGone(deps, account.id);
+    if (spec.signal.aborted) return clientGone(deps, spec, account.id, null);
     if (!reply.failure.retryable) {
       // A client error: no account action, no error sample (SPEC §5).
       const error = reply.error ?? { type: 'invalid_request_error', code: null, message: reply.failure.detail };
@@ -222,7 +227,7 @@ async function serve(
   stream: for await (const batch of reply.events) {
     for (const item of batch) {
       if (item.kind === 'truncated') {
-        if (spec.signal.aborted) return clientGone(deps, account.id);
+        if (spec.signal.aborted) return clientGone(deps, spec, account.id, responseId);
         if (forwarded === 0) return { kind: 'moveable', failed: { failure: item.failure, error: null } };
         await sink.event('error', errorEventData(relayTurnError(new RelayError('SY_ERR_UPSTREAM_FAILED'))));
         deps.scheduler.reportResult(account.id, false, ttftMs);
@@ -258,8 +263,8 @@ async function serve(
   }
   if (terminal === null) {
     // The event source always ends with a terminal event or `truncated`; only a client gone
-    // mid-iteration gets here.
-    return clientGone(deps, account.id);
+    // (or a cancel) mid-iteration gets here.
+    return clientGone(deps, spec, account.id, responseId);
   }
   const ev = terminal;
   const outcomeName = ev.outcome ?? 'completed';
@@ -268,9 +273,11 @@ async function serve(
   return { kind: 'done', end: { kind: 'streamed' }, outcome: outcomeName, ttftMs, responseId };
 }
 
-function clientGone(deps: HttpTurnDeps, accountId: string): Attempt {
-  deps.bus.emit({ type: 'turn', account: accountId, transport: 'http', outcome: 'client_gone', ttftMs: null });
-  return { kind: 'done', end: { kind: 'client_gone' }, outcome: 'client_gone', ttftMs: null, responseId: null };
+/** The request was aborted: the client went away, or cancelled the turn. No account is blamed. */
+function clientGone(deps: HttpTurnDeps, spec: HttpTurnSpec, accountId: string, responseId: string | null): Attempt {
+  const outcome = spec.cancelled?.() ? 'cancelled' : 'client_gone';
+  deps.bus.emit({ type: 'turn', account: accountId, transport: 'http', outcome, ttftMs: null });
+  return { kind: 'done', end: { kind: 'client_gone' }, outcome, ttftMs: null, responseId };
 }
 
 async function reportTerminal(

@@ -80,6 +80,10 @@ export class ResponsesSession {
   private idleWaiters: Array<() => void> = [];
   /** Created by the first turn that needs HTTP/SSE upstream; keeps the bridged transcript. */
   private bridge: HttpBridge | null = null;
+  /** The turn in flight is served by the bridge. */
+  private bridging = false;
+  /** A `response.cancel` that came while the turn was still being scheduled: it follows the turn's frame. */
+  private pendingCancel: Buffer | null = null;
 
   constructor(private readonly ws: WebSocket, readonly identity: SessionIdentity, private readonly deps: SessionDeps) {
     this.startedAt = deps.clock.now();
@@ -131,10 +135,7 @@ export class ResponsesSession {
     const cfg = this.deps.config();
     const frame = parseClientFrame(data, isBinary, cfg.websocket.maxMessageBytes);
     if (frame.kind === 'invalid') return this.fail(frame.error, frame.message);
-    if (frame.kind === 'cancel') {
-      this.conn?.send(frame.raw);
-      return;
-    }
+    if (frame.kind === 'cancel') return this.cancel(frame.raw);
     const model = frame.model ?? this.model;
     if (model === null) return this.fail('SY_ERR_MISSING_MODEL');
     if (this.busy) return this.sendError(new RelayError('SY_ERR_IN_FLIGHT'));
@@ -154,10 +155,29 @@ export class ResponsesSession {
       });
   }
 
+  /**
+   * `response.cancel` (SPEC §6) goes to the turn in flight, wherever it is served; with none in
+   * flight the relay answers `response_cancel_not_active` itself and the session goes on, as
+   * OpenAI's realtime API does (the upstream socket, if any, never sees it).
+   */
+  private cancel(raw: Buffer): void {
+    if (!this.busy) return this.sendError(new RelayError('SY_ERR_CANCEL_NOT_ACTIVE'));
+    if (this.turn) {
+      this.turn.conn.send(raw);
+      return;
+    }
+    if (this.bridging) {
+      this.bridge?.cancel();
+      return;
+    }
+    this.pendingCancel = raw;
+  }
+
   /** No turn in flight any more: the client may send the next one; drain waiters may proceed. */
   private settleIdle(): void {
     if (!this.busy) return;
     this.busy = false;
+    this.pendingCancel = null;
     for (const w of this.idleWaiters.splice(0)) w();
     this.armIdle();
   }
@@ -336,6 +356,10 @@ export class ResponsesSession {
       // upstream event can arrive before it (they come in later callbacks).
       const sentAt = performance.now();
       const sent = !this.closed && conn.send(frame.raw);
+      if (sent && this.pendingCancel !== null) {
+        conn.send(this.pendingCancel);
+        this.pendingCancel = null;
+      }
       const turn: ActiveTurn = {
         conn,
         account,
@@ -500,7 +524,17 @@ export class ResponsesSession {
       close: (code, reason) => this.close(code, reason),
       signal: this.abort.signal,
     });
-    await this.bridge.runTurn(frame, model, reason, turnNo);
+    this.bridging = true;
+    const turn = this.bridge.runTurn(frame, model, reason, turnNo);
+    if (this.pendingCancel !== null) {
+      this.pendingCancel = null;
+      this.bridge.cancel();
+    }
+    try {
+      await turn;
+    } finally {
+      this.bridging = false;
+    }
     this.flushMessageCounts();
   }
 

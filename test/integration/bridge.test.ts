@@ -5,6 +5,7 @@ import OpenAI from 'openai';
 import { ResponsesWS } from 'openai/resources/responses/ws';
 import { startSimUpstream, type SimAccountInit, type SimLogRecord, type SimUpstream } from '../../scripts/sim/upstream.js';
 import type { RelayEvent } from '../../src/observability/events.js';
+import { eventually, heldInStore } from '../helpers/pool.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { TestWsClient, TEXT_TURN_EVENTS } from '../helpers/ws-client.js';
 import { codexAvailable, DEFAULT_CODEX_KEY, runCodex } from '../helpers/codex.js';
@@ -191,6 +192,37 @@ describe('bridge with a raw WebSocket client', () => {
     expect(t2.terminal.type).toBe('response.completed');
     expect(sim.responseOwner(t2.responseId!)).toMatchObject({ account: 'w', transport: 'ws' });
     expect(fallbacks()).toEqual(['no_ws_account']);
+  });
+
+  it('response.cancel during a bridged turn drops the HTTP request and ends the turn as cancelled; the chain goes on', async () => {
+    const { sim, relay } = await setup([{ name: 'a', deltaCount: 100, deltaIntervalMs: 20 }]);
+    const c = connect(relay);
+    await c.opened;
+    c.send({ type: 'response.create', model: 'gpt-5.5', store: false, input: [userMsg('long one')] });
+    const created = await c.next();
+    expect(created?.type).toBe('response.created');
+    const id = (created!.response as { id: string }).id;
+    await c.next();
+    c.send({ type: 'response.cancel' });
+    const r = await c.readTurn();
+    expect(r.terminal).toMatchObject({ type: 'response.incomplete', response: { id, status: 'cancelled', model: 'gpt-5.5' } });
+    // Far fewer than the 100 deltas: the upstream stream was dropped, not read to its end.
+    expect(r.events.filter((e) => e.type === 'response.output_text.delta').length).toBeLessThan(50);
+    expect(events.filter((e) => e.type === 'turn').map((e) => (e as { outcome: string }).outcome)).toEqual(['cancelled']);
+    await eventually(async () => (await heldInStore(relay)).slots === 0);
+
+    // The cancelled response chains like an incomplete one: the next turn replays it.
+    c.send({ type: 'response.create', model: 'gpt-5.5', store: false, previous_response_id: id, input: [userMsg('next')] });
+    const t2 = await c.readTurn();
+    expect(t2.terminal.type).toBe('response.completed');
+    const body2 = posts(sim)[1].body as Record<string, any>;
+    expect(body2).not.toHaveProperty('previous_response_id');
+    expect(body2.input[0]).toEqual(userMsg('long one'));
+    expect(body2.input.at(-1)).toEqual(userMsg('next'));
+    // With nothing in flight the relay answers itself; no HTTP request is made.
+    c.send({ type: 'response.cancel' });
+    expect((await c.next())?.error).toMatchObject({ code: 'response_cancel_not_active' });
+    expect(posts(sim)).toHaveLength(2);
   });
 
   it('with httpFallback: false a turn no WebSocket account can serve gets an error frame and close 1013', async () => {

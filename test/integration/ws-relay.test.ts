@@ -165,6 +165,47 @@ describe('WebSocket relay: turns, chaining and pinning', () => {
     expect(sim.log.some((x) => x.kind === 'ws_frame' && (x.frame as { type?: string }).type === 'response.cancel')).toBe(true);
     await eventually(async () => (await heldInStore(relay)).slots === 0);
   });
+
+  it('answers response.cancel with nothing in flight itself (response_cancel_not_active), and the session goes on', async () => {
+    const { sim, relay } = await setup([{ name: 'a' }]);
+    const c = await connect(relay.wsUrl, { key: KEY });
+    // Before any turn (no upstream socket yet) and between turns (one open): the same answer.
+    c.send({ type: 'response.cancel' });
+    expect(await c.next()).toEqual({
+      type: 'error',
+      status: 400,
+      error: { type: 'invalid_request_error', code: 'response_cancel_not_active', message: 'Cancellation failed: no active response found.' },
+    });
+    const t1 = await c.turn({ model: 'm', store: false, input: userMessage('one') });
+    c.send({ type: 'response.cancel' });
+    expect((await c.next())?.error).toMatchObject({ code: 'response_cancel_not_active' });
+    const t2 = await c.turn({ model: 'm', store: false, previous_response_id: t1.responseId ?? undefined, input: userMessage('two') });
+    expect(t2.terminal.type).toBe('response.completed');
+    expect(sim.log.filter((x) => x.kind === 'ws_frame' && (x.frame as { type?: string }).type === 'response.cancel')).toEqual([]);
+    c.close();
+  });
+
+  it('a cancel that comes while the turn waits for a slot follows the turn frame upstream', async () => {
+    const { sim, relay } = await setup([{ name: 'a', deltaCount: 40, deltaIntervalMs: 10, relay: { concurrency: 1 } }]);
+    const busy = await connect(relay.wsUrl, { key: KEY });
+    busy.send({ type: 'response.create', model: 'm', store: false, input: userMessage('hold the slot') });
+    expect((await busy.next())?.type).toBe('response.created');
+    const c = await connect(relay.wsUrl, { key: KEY });
+    c.send({ type: 'response.create', model: 'm', store: false, input: userMessage('queued') });
+    await eventually(async () => (await heldInStore(relay)).waiting === 1);
+    c.send({ type: 'response.cancel' });
+    const held = await busy.readTurn();
+    expect(held.terminal.type).toBe('response.completed');
+    const r = await c.readTurn();
+    expect(r.terminal.type).toBe('response.incomplete');
+    expect((r.terminal.response as { status?: string }).status).toBe('cancelled');
+    const sockets = sim.framesBySocket();
+    const types = [...sockets.values()].map((fs) => fs.map((f) => (f as { type?: string }).type));
+    expect(types).toContainEqual(['response.create', 'response.cancel']);
+    await eventually(async () => (await heldInStore(relay)).slots === 0);
+    busy.close();
+    c.close();
+  });
 });
 
 describe('WebSocket relay: failover', () => {
