@@ -296,7 +296,7 @@ export class ResponsesSession {
     if (ev.output && t.ttftMs === null) t.ttftMs = performance.now() - t.sentAt;
     if (ev.responseId !== null && ev.responseId !== t.responseId) {
       t.responseId = ev.responseId;
-      conn.responseIds.add(ev.responseId);
+      conn.rememberResponse(ev.responseId);
       this.deps.scheduler.bindResponse(this.identity.group, ev.responseId, t.account.id).catch(() => {});
     }
     if (ev.terminal) {
@@ -414,7 +414,7 @@ export class ResponsesSession {
     // A store:false chain lives only in the memory of the upstream socket that produced it.
     if (frame.previousResponseId !== null && !frame.store) {
       const conn = this.conn;
-      if (!conn || !conn.alive || !conn.responseIds.has(frame.previousResponseId)) {
+      if (!conn || !conn.alive || !conn.holdsResponse(frame.previousResponseId)) {
         log({ outcome: 'previous_response_not_found', layer: 'previous_response_id' });
         return this.sendError(new RelayError('SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND'));
       }

@@ -30,10 +30,17 @@ export interface ConnectOptions {
 
 let nextId = 0;
 
+/**
+ * How many of its latest response ids an upstream socket is trusted to hold. Clients chain the
+ * last one (Codex, the SDK); the bound keeps a socket that lives its full hour of busy turns from
+ * growing without end. An older id gets `previous_response_not_found`, and the client replays.
+ */
+export const MAX_REMEMBERED_RESPONSES = 1024;
+
 export class UpstreamWs {
   readonly id = ++nextId;
-  /** Response ids produced on this socket: with store:false they resolve only here. */
-  readonly responseIds = new Set<string>();
+  /** Response ids produced on this socket (with store:false they resolve only here), oldest first. */
+  private readonly responseIds = new Set<string>();
   alive = true;
   private paused = false;
 
@@ -55,6 +62,16 @@ export class UpstreamWs {
    */
   lastInRead(): boolean {
     return (this.ws as unknown as { _receiver?: { _bufferedBytes?: number } | null })._receiver?._bufferedBytes === 0;
+  }
+
+  rememberResponse(id: string): void {
+    const ids = this.responseIds;
+    ids.add(id);
+    if (ids.size > MAX_REMEMBERED_RESPONSES) ids.delete(ids.values().next().value as string);
+  }
+
+  holdsResponse(id: string): boolean {
+    return this.responseIds.has(id);
   }
 
   send(data: Buffer | string, binary = false): boolean {

@@ -1,9 +1,11 @@
 // UpstreamWs.lastInRead reads `ws`'s receiver internals: this pins the behaviour the session's
 // write batching relies on to the `ws` version installed (it fails if a `ws` upgrade moves them).
+// And the bounded set of response ids a socket is trusted to hold.
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Duplex } from 'node:stream';
-import { connectUpstreamWs } from '../../src/upstream/ws-upstream.js';
+import { EventEmitter } from 'node:events';
+import { connectUpstreamWs, MAX_REMEMBERED_RESPONSES, UpstreamWs } from '../../src/upstream/ws-upstream.js';
 import type { AccountConfig } from '../../src/config/schema.js';
 
 const account = { id: 'a', apiKey: 'sk-test' } as unknown as AccountConfig;
@@ -60,5 +62,23 @@ describe('UpstreamWs.lastInRead', () => {
       ['alone', true],
     ]);
     conn.close(1000);
+  });
+});
+
+describe('UpstreamWs response ids', () => {
+  it('holds the latest MAX_REMEMBERED_RESPONSES ids and forgets the oldest beyond them', () => {
+    const conn = new UpstreamWs(account, new EventEmitter() as unknown as WebSocket, { onMessage: () => undefined, onClose: () => undefined });
+    for (let i = 0; i < MAX_REMEMBERED_RESPONSES; i++) conn.rememberResponse(`resp_${i}`);
+    expect(conn.holdsResponse('resp_0')).toBe(true);
+    conn.rememberResponse(`resp_${MAX_REMEMBERED_RESPONSES}`);
+    expect(conn.holdsResponse('resp_0')).toBe(false);
+    expect(conn.holdsResponse('resp_1')).toBe(true);
+    expect(conn.holdsResponse(`resp_${MAX_REMEMBERED_RESPONSES}`)).toBe(true);
+    // A chain that only ever uses the last id never loses it.
+    for (let i = 0; i < 3 * MAX_REMEMBERED_RESPONSES; i++) {
+      conn.rememberResponse(`resp_chain_${i}`);
+      expect(conn.holdsResponse(`resp_chain_${i}`)).toBe(true);
+    }
+    expect(conn.holdsResponse(`resp_chain_${2 * MAX_REMEMBERED_RESPONSES - 1}`)).toBe(false);
   });
 });
