@@ -24,6 +24,11 @@ export interface WsPhaseOptions {
   /** Connects in flight at once (the listen backlog is finite). */
   connectConcurrency?: number;
   /**
+   * Request frames of about this many KB shaped like Codex's (a developer message and ten tool
+   * schemas re-sent every turn, CLIENTS.md §2.4: ~32 KB); 0 or absent: a one-line input.
+   */
+  bodyKb?: number;
+  /**
    * Run every session's first turn before measuring (it opens Switchyard's upstream socket):
    * counts, latency samples and `afterOpen` then cover the later turns only, a relay's steady
    * state; first turns still give their time to first event.
@@ -60,6 +65,51 @@ const RESPONSE_ID = /"response":\{"id":"([^"]+)"/;
 const TERMINAL = new Set(['response.completed', 'response.failed', 'response.incomplete', 'response.cancelled', 'error']);
 const INPUT = 'Say something long enough to stream in many deltas.';
 const MAX_ERRORS_KEPT = 20;
+
+/**
+ * The part of a Codex-like `response.create` after `model` and `previous_response_id`, about `kb`
+ * KB in all: built once, so every turn costs the driver one string concatenation.
+ */
+export function codexLikeTail(kb: number): string {
+  const schema = (name: string) => ({
+    type: 'function',
+    name,
+    description: 'Runs a command in a PTY, returning output or a session ID for ongoing interaction. Use for shell work.',
+    strict: false,
+    parameters: {
+      type: 'object',
+      properties: {
+        cmd: { type: 'string', description: 'Shell command to execute.' },
+        workdir: { type: 'string', description: 'Optional working directory to run the command in; defaults to the turn cwd.' },
+        timeout_ms: { type: 'number', description: 'How long to wait for output before yielding.' },
+        max_output_tokens: { type: 'number', description: 'Maximum number of tokens to return.' },
+      },
+      required: ['cmd'],
+      additionalProperties: false,
+    },
+  });
+  const names = ['exec_command', 'write_stdin', 'request_user_input', 'apply_patch', 'view_image', 'get_goal', 'create_goal', 'update_goal', 'tool_search', 'list_mcp'];
+  const rest = (developer: string) => ({
+    stream: true,
+    input: [
+      { type: 'message', role: 'developer', content: [{ type: 'input_text', text: developer }] },
+      { type: 'message', role: 'user', content: [{ type: 'input_text', text: INPUT }] },
+    ],
+    tools: names.map(schema),
+    tool_choice: 'auto',
+    parallel_tool_calls: true,
+    reasoning: { effort: 'medium' },
+    store: false,
+    include: ['reasoning.encrypted_content'],
+    prompt_cache_key: '01a216e5-0000-4000-8000-000000000000',
+    text: { verbosity: 'low' },
+    client_metadata: { 'x-codex-turn-metadata': '{"request_kind":"turn","turn_trigger":"exec"}' },
+  });
+  const bare = JSON.stringify(rest('')).length;
+  const sentence = 'You are Codex, a coding agent. Keep edits small and explain them. ';
+  const developer = sentence.repeat(Math.max(0, Math.ceil((kb * 1024 - bare) / sentence.length)));
+  return `,${JSON.stringify(rest(developer)).slice(1)}`;
+}
 
 /** `sim_ts` is the last field the sim adds: a backwards search is short. */
 function simTs(data: Buffer): number {
@@ -108,6 +158,8 @@ class BenchSession {
     private readonly turns: number,
     private readonly c: Collector,
     private readonly warmup: boolean,
+    /** codexLikeTail(), or null for the one-line frame. */
+    private readonly tail: string | null,
   ) {
     this.ws = new WebSocket(url, { headers, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
     this.opened = new Promise((resolve, reject) => {
@@ -145,13 +197,19 @@ class BenchSession {
   }
 
   private send(): void {
-    const frame: Record<string, unknown> = { type: 'response.create', model: 'gpt-bench', input: INPUT, store: false };
-    if (this.prevId !== null) frame.previous_response_id = this.prevId;
+    let data: string;
+    if (this.tail !== null) {
+      data = `{"type":"response.create","model":"gpt-bench"${this.prevId !== null ? `,"previous_response_id":"${this.prevId}"` : ''}${this.tail}`;
+    } else {
+      const frame: Record<string, unknown> = { type: 'response.create', model: 'gpt-bench', input: INPUT, store: false };
+      if (this.prevId !== null) frame.previous_response_id = this.prevId;
+      data = JSON.stringify(frame);
+    }
     this.sawFirst = false;
     this.turnId = null;
     this.sentAt = hrMs();
     if (this.c.measuring && this.sentAt < this.c.firstSentAt) this.c.firstSentAt = this.sentAt;
-    this.ws.send(JSON.stringify(frame));
+    this.ws.send(data);
   }
 
   private wsOnMessage(data: Buffer): void {
@@ -248,12 +306,13 @@ export async function runWsPhase(target: WsTarget, o: WsPhaseOptions, hooks: WsP
   const sessions: BenchSession[] = [];
   const limit = deadline(o.timeoutMs, () => `${target.name}: ${sessions.length}/${o.sessions} sockets, ${c.turns}/${o.sessions * o.turns} turns`);
   const timers: NodeJS.Timeout[] = [];
+  const tail = o.bodyKb ? codexLikeTail(o.bodyKb) : null;
   try {
     const indexes = Array.from({ length: o.sessions }, (_, i) => i);
     await Promise.race([
       limit.promise,
       inBatches(indexes, o.connectConcurrency ?? 100, async (i) => {
-        const s = new BenchSession(target.url(i), target.headers(i), o.turns, c, o.warmupTurn === true && o.turns > 1);
+        const s = new BenchSession(target.url(i), target.headers(i), o.turns, c, o.warmupTurn === true && o.turns > 1, tail);
         sessions.push(s);
         await s.opened;
       }),

@@ -15,9 +15,11 @@
 // Every figure is the median over `--runs` runs; the order of targets rotates between runs.
 //
 //   npm run bench:ws -- [--k 1,100,1000] [--runs 3] [--deltas 50] [--profile DIR] [--log-level warn] [--pin]
-//                       [--phases throughput,latency] [--aa | --floor]
+//                       [--phases throughput,latency] [--aa | --floor] [--body-kb 32]
 // --profile DIR writes --cpu-prof profiles of both relay processes there. --pin puts the driver
-// and the sim on CPU 0 and the relays on CPU 1 (taskset), for steadier figures.
+// and the sim on CPU 0 and the relays on CPU 1 (taskset), for steadier figures. --body-kb N sends
+// Codex-sized request frames (~N KB: developer message and tool schemas every turn) instead of a
+// one-line input.
 import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { BenchChild, withChildren } from './children.js';
@@ -73,6 +75,7 @@ const { values } = parseArgs({
     pin: { type: 'boolean', default: false },
     'log-level': { type: 'string', default: 'warn' },
     deltas: { type: 'string', default: '50' },
+    'body-kb': { type: 'string', default: '0' },
     // Investigation: run one phase only (e.g. `--phases latency` with --profile).
     phases: { type: 'string', default: 'throughput,latency' },
     // A/A check: a second bare relay process stands in for Switchyard, so every relay_* ratio
@@ -84,6 +87,7 @@ const { values } = parseArgs({
   },
 });
 const DELTAS = Number(values.deltas);
+const BODY_KB = Number(values['body-kb']);
 const ks = values.k.split(',').map(Number);
 for (const k of ks) if (!PLANS[k]) throw new Error(`no plan for K=${k} (known: ${Object.keys(PLANS).join(', ')})`);
 const runs = Math.max(1, Number(values.runs));
@@ -168,7 +172,7 @@ await withChildren(async () => {
       all[name],
       // Both phases measure the steady state: first turns (Switchyard opens its upstream socket
       // then) run before, and only give their time to first event.
-      { sessions: k, turns, staggerMs, timeoutMs: PHASE_TIMEOUT_MS, warmupTurn: true },
+      { sessions: k, turns, staggerMs, timeoutMs: PHASE_TIMEOUT_MS, warmupTurn: true, bodyKb: BODY_KB },
       {
         afterOpen: async () => {
           if (withCpu && server) cpuBefore = (await server.usage()).cpuUs;
@@ -256,6 +260,7 @@ await withChildren(async () => {
       turns: { throughput: plan.throughputTurns, latency: plan.latencyTurns },
       latency_interval_ms: plan.intervalMs,
       deltas: DELTAS,
+      ...(BODY_KB > 0 ? { request_kb: BODY_KB } : {}),
     };
     process.stdout.write(`${JSON.stringify(line)}\n`);
   }
