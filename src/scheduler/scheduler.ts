@@ -26,6 +26,7 @@ import { resolveTransport } from './transport.js';
 import type {
   AccountStats,
   Decision,
+  PinnedSlot,
   RefusalReason,
   ScheduleOutcome,
   ScheduleRequest,
@@ -195,21 +196,22 @@ export class AccountScheduler implements Scheduler {
       await giveBack();
       throw flagsRead.status === 'rejected' ? flagsRead.reason : (slotRead as PromiseRejectedResult).reason;
     }
-    const plan = this.pinnedPlan(cfg, account, req, flagsRead.value);
-    if (plan === null) {
+    const resolved = resolveTransport(account, cfg.websocket, flagsRead.value, this.clock.now());
+    if (resolved.transport === null) {
       await giveBack();
       return refuse();
     }
+    const plan = this.pinnedPlan(cfg, account, req, resolved);
     if (granted) return this.pinnedAcquired(req, run, plan, leaseId);
     return this.execute(req, run, plan, signal);
   }
 
-  acquireOnNow(accountId: string, req: ScheduleRequest): Extract<ScheduleOutcome, { kind: 'acquired' }> | null {
+  acquireOnNow(accountId: string, group: string): PinnedSlot | null {
     if (!this.store.acquireSlotNow) return null;
-    const run: Run = { started: performance.now(), reported: false };
+    const started = performance.now();
     const cfg = this.cfg;
     const account = cfg.byId.get(accountId);
-    if (!account || account.group !== req.group) return null;
+    if (!account || account.group !== group) return null;
     const leaseId = nextLeaseId();
     let answer: { flags: AccountFlags; granted: boolean };
     try {
@@ -218,22 +220,26 @@ export class AccountScheduler implements Scheduler {
       return null;
     }
     if (!answer.granted) return null;
-    const plan = this.pinnedPlan(cfg, account, req, answer.flags);
-    if (plan === null) {
+    const resolved = resolveTransport(account, cfg.websocket, answer.flags, this.clock.now());
+    if (resolved.transport === null) {
       void this.bestEffort('releaseSlot', () => this.store.releaseSlot(accountId, leaseId));
       return null;
     }
-    return this.pinnedAcquired(req, run, plan, leaseId);
+    // The decision's latency is the slot's: what follows is the caller's send.
+    const run: Run = { started, reported: false };
+    const latencyMs = performance.now() - started;
+    return {
+      account,
+      outcome: (req) => this.pinnedAcquired(req, run, this.pinnedPlan(cfg, account, req, resolved), leaseId, latencyMs),
+    };
   }
 
-  /** The one-account plan of a pinned turn, or null when the flags say the account may not serve. */
-  private pinnedPlan(cfg: SchedulerView, account: AccountConfig, req: ScheduleRequest, flags: AccountFlags): SelectionPlan | null {
-    const resolved = resolveTransport(account, cfg.websocket, flags, this.clock.now());
-    if (resolved.transport === null) return null;
+  /** The one-account plan of a pinned turn on an account whose transport resolved to `resolved`. */
+  private pinnedPlan(cfg: SchedulerView, account: AccountConfig, req: ScheduleRequest, resolved: TransportDecision): SelectionPlan {
     // The live upstream socket decides the transport of a chained turn, not the resolver.
     const candidate: PlannedCandidate = {
       account,
-      transport: req.requiredTransport === 'ws' ? 'ws' : resolved.transport,
+      transport: req.requiredTransport === 'ws' || resolved.transport === null ? 'ws' : resolved.transport,
       transportReason: resolved.reason as TransportReason,
       layer: 'previous_response_id',
     };
@@ -242,14 +248,14 @@ export class AccountScheduler implements Scheduler {
   }
 
   /** A pinned turn got its slot (lease `leaseId` on the plan's one account). */
-  private pinnedAcquired(req: ScheduleRequest, run: Run, plan: SelectionPlan, leaseId: string): Extract<ScheduleOutcome, { kind: 'acquired' }> {
+  private pinnedAcquired(req: ScheduleRequest, run: Run, plan: SelectionPlan, leaseId: string, latencyMs?: number): Extract<ScheduleOutcome, { kind: 'acquired' }> {
     const candidate = plan.candidates[0];
     // The session is normally bound to this account already: the write (a TTL refresh in effect)
     // is best-effort and need not hold up the turn, nor need the decision's metrics. Both run
     // once the caller's synchronous part is over, so with an in-process store the frame goes
     // upstream before them.
     const lease = new StoreLease(candidate.account.id, leaseId, this.store);
-    return this.acquiredNow(run, plan, candidate, lease, () => void this.applyBinding(req, candidate));
+    return this.acquiredNow(run, plan, candidate, lease, () => void this.applyBinding(req, candidate), latencyMs);
   }
 
   /**
@@ -420,8 +426,15 @@ export class AccountScheduler implements Scheduler {
   }
 
   /** With `later`, the select event is emitted in a microtask, followed by `later`. */
-  private acquiredNow(run: Run, plan: SelectionPlan, candidate: PlannedCandidate, lease: SlotLease, later?: () => void): Extract<ScheduleOutcome, { kind: 'acquired' }> {
-    const decision = decisionFor(plan, candidate, performance.now() - run.started);
+  private acquiredNow(
+    run: Run,
+    plan: SelectionPlan,
+    candidate: PlannedCandidate,
+    lease: SlotLease,
+    later?: () => void,
+    latencyMs = performance.now() - run.started,
+  ): Extract<ScheduleOutcome, { kind: 'acquired' }> {
+    const decision = decisionFor(plan, candidate, latencyMs);
     if (later) {
       queueMicrotask(() => {
         this.emitSelect(run, decision, 'acquired');

@@ -111,6 +111,16 @@ export type RefusalReason =
   /** The caller gave up (client gone, shutdown). */
   | 'aborted';
 
+/** A pinned turn's slot, taken by `acquireOnNow`. */
+export interface PinnedSlot {
+  readonly account: AccountConfig;
+  /**
+   * The turn's acquired outcome (layer `previous_response_id`, holding the slot's lease). Called
+   * once; its select event and the session binding's refresh follow the caller's synchronous part.
+   */
+  outcome(req: ScheduleRequest): Extract<ScheduleOutcome, { kind: 'acquired' }>;
+}
+
 export type ScheduleOutcome =
   | {
       kind: 'acquired';
@@ -149,11 +159,13 @@ export interface Scheduler {
    */
   acquireOn(accountId: string, req: ScheduleRequest, signal?: AbortSignal): Promise<ScheduleOutcome>;
   /**
-   * acquireOn answered at once, when the store lives in this process and the account is usable
-   * and has a free slot; null otherwise (then call acquireOn, which waits or refuses). A pinned
-   * turn served this way reaches its upstream socket in the same tick its frame arrived.
+   * acquireOn answered at once, when the store lives in this process and the account (of `group`)
+   * is usable and has a free slot; null otherwise (then call acquireOn, which waits or refuses).
+   * The slot is held from here: the caller may send the turn's frame upstream first and build the
+   * turn's request and outcome (`PinnedSlot.outcome`) after it, so a pinned turn reaches its
+   * upstream socket in the same tick its frame arrived, ahead of its own bookkeeping.
    */
-  acquireOnNow?(accountId: string, req: ScheduleRequest): Extract<ScheduleOutcome, { kind: 'acquired' }> | null;
+  acquireOnNow?(accountId: string, group: string): PinnedSlot | null;
   /** One finished turn: success or failure and TTFT (ms from sending upstream to first output event). */
   reportResult(accountId: string, success: boolean, ttftMs: number | null): void;
   /** A turn moved to another account. */

@@ -42,6 +42,11 @@ type AttemptEnd =
   | { kind: 'client_gone' };
 type AttemptResult = AttemptEnd & { ttftMs: number | null; responseId: string | null };
 type ServeResult = { kind: 'done' } | { kind: 'moveable_failure'; failure: UpstreamFailure };
+/** A frame sent before its turn's bookkeeping (a pinned turn's slot was free): when, and whether it went. */
+interface Presend {
+  sentAt: number;
+  sent: boolean;
+}
 
 interface ActiveTurn {
   conn: UpstreamWs;
@@ -349,13 +354,13 @@ export class ResponsesSession {
     return { ok: true, conn: r.conn };
   }
 
-  /** Sends the frame on `conn` and resolves when the turn ends there. */
-  private attempt(frame: CreateFrame, account: AccountConfig, conn: UpstreamWs, lease: SlotLease): Promise<AttemptResult> {
+  /** Sends the frame on `conn` (unless `presend` says it went already) and resolves when the turn ends there. */
+  private attempt(frame: CreateFrame, account: AccountConfig, conn: UpstreamWs, lease: SlotLease, presend?: Presend): Promise<AttemptResult> {
     return new Promise<AttemptResult>((resolve) => {
       // The frame leaves first; the turn's state is set up after it, in the same tick, so no
       // upstream event can arrive before it (they come in later callbacks).
-      const sentAt = performance.now();
-      const sent = !this.closed && conn.send(frame.raw);
+      const sentAt = presend ? presend.sentAt : performance.now();
+      const sent = presend ? presend.sent : !this.closed && conn.send(frame.raw);
       if (sent && this.pendingCancel !== null) {
         conn.send(this.pendingCancel);
         this.pendingCancel = null;
@@ -395,7 +400,7 @@ export class ResponsesSession {
     const turnNo = ++this.turnNo;
     const d = this.deps;
     const cfg = d.config();
-    const req: ScheduleRequest = {
+    const request = (): ScheduleRequest => ({
       group: this.identity.group,
       sessionHash: this.sessionHashOf(frame.body),
       previousResponseId: frame.previousResponseId,
@@ -403,7 +408,7 @@ export class ResponsesSession {
       requiredTransport: 'ws',
       excluded: new Set<string>(),
       fallsBackToHttp: cfg.websocket.httpFallback && d.upstream !== undefined,
-    };
+    });
     const log = (fields: Record<string, unknown>) => d.log.info({ event: 'turn', turn: turnNo, transport: 'ws', ...fields }, 'turn');
 
     // A chain the bridge produced lives in the bridge's transcript, not on any upstream socket.
@@ -418,10 +423,19 @@ export class ResponsesSession {
         log({ outcome: 'previous_response_not_found', layer: 'previous_response_id' });
         return this.sendError(new RelayError('SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND'));
       }
-      // In-process store and a free slot: the frame goes upstream in the tick it arrived in.
-      const outcome = d.scheduler.acquireOnNow?.(conn.account.id, req) ?? (await d.scheduler.acquireOn(conn.account.id, req, this.abort.signal));
-      if (outcome.kind === 'refused') return this.refuse(outcome, 0, null, log);
-      const serving = this.serve(frame, outcome, conn, log, 0);
+      let serving: Promise<ServeResult>;
+      const slot = d.scheduler.acquireOnNow?.(conn.account.id, this.identity.group) ?? null;
+      if (slot !== null) {
+        // In-process store and a free slot, held now: the frame goes upstream in the tick it
+        // arrived in, ahead of the turn's request, decision and lease, built after it.
+        const sentAt = performance.now();
+        const sent = !this.closed && conn.send(frame.raw);
+        serving = this.serve(frame, slot.outcome(request()), conn, log, 0, { sentAt, sent });
+      } else {
+        const outcome = await d.scheduler.acquireOn(conn.account.id, request(), this.abort.signal);
+        if (outcome.kind === 'refused') return this.refuse(outcome, 0, null, log);
+        serving = this.serve(frame, outcome, conn, log, 0);
+      }
       // The frame went upstream in serve's synchronous part, and a pinned turn never needs its
       // parsed body again (no failover, no bridge): a Codex body (instructions, tools, input) is
       // tens of KB of objects that would otherwise live, and be copied by every scavenge, for as
@@ -436,6 +450,7 @@ export class ResponsesSession {
       return;
     }
 
+    const req = request();
     const excluded = req.excluded as Set<string>;
     let lastFailure: UpstreamFailure | null = null;
     // A switch is counted when the turn actually lands on another account, not when one fails.
@@ -552,12 +567,13 @@ export class ResponsesSession {
     conn: UpstreamWs,
     log: (f: Record<string, unknown>) => void,
     switches: number,
+    presend?: Presend,
   ): Promise<ServeResult> {
     const d = this.deps;
     const account = outcome.account;
     let result: AttemptResult;
     try {
-      result = await this.attempt(frame, account, conn, outcome.lease);
+      result = await this.attempt(frame, account, conn, outcome.lease, presend);
     } finally {
       await releaseQuietly(outcome.lease);
     }

@@ -264,25 +264,36 @@ describe('scheduler shell: leases, stats, events, store round trips', () => {
 
   it('acquireOnNow answers a pinned turn synchronously from an in-process store, else leaves it to acquireOn', async () => {
     h = harness({ accounts: [account('a', { concurrency: 1 }), account('b')] });
-    const o = h.scheduler.acquireOnNow('a', request({ sessionHash: 'sess' }));
-    expect(o).toMatchObject({ kind: 'acquired', account: { id: 'a' }, decision: { layer: 'previous_response_id' } });
+    const slot = h.scheduler.acquireOnNow('a', 'default');
+    expect(slot?.account.id).toBe('a');
+    // The slot is held from here, before the turn's outcome (and its events) exist.
     expect(await h.memory.slotCount('a')).toBe(1);
+    expect(h.events.filter((e) => e.type === 'select')).toEqual([]);
+    const o = slot!.outcome(request({ sessionHash: 'sess' }));
+    expect(o).toMatchObject({ kind: 'acquired', account: { id: 'a' }, transport: 'ws', decision: { layer: 'previous_response_id', selectedAccount: 'a' } });
+    expect(o.decision.latencyMs).toBeGreaterThanOrEqual(0);
+    // The select event and the binding's refresh come once the caller's synchronous part is over.
+    await new Promise((r) => setImmediate(r));
     expect(await h.memory.getSessionBinding('default', 'sess')).toBe('a');
     expect(h.events.filter((e) => e.type === 'select')).toEqual([expect.objectContaining({ layer: 'previous_response_id', result: 'acquired' })]);
     // Full: no answer now (acquireOn would wait), and nothing held on the way.
-    expect(h.scheduler.acquireOnNow('a', request())).toBeNull();
+    expect(h.scheduler.acquireOnNow('a', 'default')).toBeNull();
     expect(await h.memory.slotCount('a')).toBe(1);
-    await o!.lease.release();
+    await o.lease.release();
+    expect(await h.memory.slotCount('a')).toBe(0);
     // Disabled: no answer now (acquireOn refuses it), and the slot taken to find out is given back.
     await h.scheduler.markUnauthorized('b');
-    expect(h.scheduler.acquireOnNow('b', request())).toBeNull();
+    expect(h.scheduler.acquireOnNow('b', 'default')).toBeNull();
     expect(await h.memory.slotCount('b')).toBe(0);
-    expect(h.scheduler.acquireOnNow('nope', request())).toBeNull();
+    expect(h.scheduler.acquireOnNow('nope', 'default')).toBeNull();
+    // Another group's account: never.
+    expect(h.scheduler.acquireOnNow('a', 'other-group')).toBeNull();
+    expect(await h.memory.slotCount('a')).toBe(0);
 
     h.close();
     // A remote store (no acquireSlotNow): always left to acquireOn.
     h = harness({ wrapStore: (s) => new Proxy(s, { get: (t, p, r) => (p === 'acquireSlotNow' ? undefined : (Reflect.get(t, p, r) as unknown)) }) });
-    expect(h.scheduler.acquireOnNow('a', request())).toBeNull();
+    expect(h.scheduler.acquireOnNow('a', 'default')).toBeNull();
     expect(await h.memory.slotCount('a')).toBe(0);
   });
 
