@@ -228,8 +228,9 @@ export class HttpBridge {
     if (report.outcome === 'cancelled') {
       const id = report.responseId ?? `resp_${randomBytes(24).toString('hex')}`;
       await this.deps.send(cancelledFrame(id, model, output as Item[], Math.floor(this.deps.clock.now() / 1000)));
-      // Chainable like any incomplete response: what was finished is kept, relay-minted or not.
-      this.transcript.add({ id, parent: frame.previousResponseId, input: normaliseInput(frame.body.input), output, local: report.responseId === null });
+      // Chainable like any incomplete response, and always replayed from here: the upstream may
+      // not have kept a response whose request was dropped mid-stream, even with store:true.
+      this.transcript.add({ id, parent: frame.previousResponseId, input: normaliseInput(frame.body.input), output, local: true });
       return;
     }
     if (end.kind === 'error') return this.sendError(end.error);
