@@ -32,10 +32,14 @@ import type {
   ScheduleRequest,
   Scheduler,
   SlotLease,
+  Transport,
   TransportDecision,
   TransportReason,
 } from './types.js';
 import { runWaitPlan, timerSleep, type Sleep, type WaitDeps } from './wait.js';
+
+/** A transport decision that lets the account serve. */
+type ServingTransport = TransportDecision & { transport: Transport };
 
 export interface AccountSchedulerOptions {
   store: StateStore;
@@ -196,8 +200,8 @@ export class AccountScheduler implements Scheduler {
       await giveBack();
       throw flagsRead.status === 'rejected' ? flagsRead.reason : (slotRead as PromiseRejectedResult).reason;
     }
-    const resolved = resolveTransport(account, cfg.websocket, flagsRead.value, this.clock.now());
-    if (resolved.transport === null) {
+    const resolved = this.servingTransport(cfg, account, flagsRead.value);
+    if (resolved === null) {
       await giveBack();
       return refuse();
     }
@@ -220,8 +224,8 @@ export class AccountScheduler implements Scheduler {
       return null;
     }
     if (!answer.granted) return null;
-    const resolved = resolveTransport(account, cfg.websocket, answer.flags, this.clock.now());
-    if (resolved.transport === null) {
+    const resolved = this.servingTransport(cfg, account, answer.flags);
+    if (resolved === null) {
       void this.bestEffort('releaseSlot', () => this.store.releaseSlot(accountId, leaseId));
       return null;
     }
@@ -234,12 +238,18 @@ export class AccountScheduler implements Scheduler {
     };
   }
 
-  /** The one-account plan of a pinned turn on an account whose transport resolved to `resolved`. */
-  private pinnedPlan(cfg: SchedulerView, account: AccountConfig, req: ScheduleRequest, resolved: TransportDecision): SelectionPlan {
+  /** The account's transport under its flags, or null when the flags say it may not serve. */
+  private servingTransport(cfg: SchedulerView, account: AccountConfig, flags: AccountFlags): ServingTransport | null {
+    const resolved = resolveTransport(account, cfg.websocket, flags, this.clock.now());
+    return resolved.transport === null ? null : (resolved as ServingTransport);
+  }
+
+  /** The one-account plan of a pinned turn on an account that may serve over `resolved`. */
+  private pinnedPlan(cfg: SchedulerView, account: AccountConfig, req: ScheduleRequest, resolved: ServingTransport): SelectionPlan {
     // The live upstream socket decides the transport of a chained turn, not the resolver.
     const candidate: PlannedCandidate = {
       account,
-      transport: req.requiredTransport === 'ws' || resolved.transport === null ? 'ws' : resolved.transport,
+      transport: req.requiredTransport === 'ws' ? 'ws' : resolved.transport,
       transportReason: resolved.reason as TransportReason,
       layer: 'previous_response_id',
     };

@@ -142,9 +142,14 @@ export class HttpBridge {
     return this.transcript.has(responseId);
   }
 
-  /** The client's `response.cancel`: the turn in flight (if it is generating) ends as cancelled. */
-  cancel(): void {
-    this.turnAbort?.abort();
+  /**
+   * The client's `response.cancel`: the turn in flight (if it is generating) ends as cancelled.
+   * False when the bridge has no turn in flight.
+   */
+  cancel(): boolean {
+    if (this.turnAbort === null) return false;
+    this.turnAbort.abort();
+    return true;
   }
 
   /** Serves one client turn over HTTP/SSE. Never throws; ends with the terminal event or an error frame. */

@@ -77,7 +77,7 @@ export interface HttpTurnReport {
   ttftMs: number | null;
   /** completed | failed | incomplete | cancelled | error | client_gone | upstream_error | refused | rejected */
   outcome: string;
-  /** For a cancelled turn: the id of the response the client saw created, if any. */
+  /** The upstream response's id, when one was seen (for a cancelled turn too). */
   responseId: string | null;
   /** Accounts that failed this turn before it moved on. */
   failed: string[];
@@ -150,7 +150,7 @@ export async function runHttpTurn(deps: HttpTurnDeps, spec: HttpTurnSpec, sink: 
   });
   let last: Failed | null = null;
   let switches = 0;
-  const gone = () => report({ kind: 'client_gone' }, spec.cancelled?.() ? 'cancelled' : 'client_gone', switches);
+  const gone = () => report({ kind: 'client_gone' }, abortOutcome(spec), switches);
   for (;;) {
     if (spec.signal.aborted) return gone();
     let outcome: ScheduleOutcome;
@@ -273,9 +273,14 @@ async function serve(
   return { kind: 'done', end: { kind: 'streamed' }, outcome: outcomeName, ttftMs, responseId };
 }
 
+/** Why the turn's signal fired: the client cancelled the turn, or went away. */
+function abortOutcome(spec: HttpTurnSpec): 'cancelled' | 'client_gone' {
+  return spec.cancelled?.() ? 'cancelled' : 'client_gone';
+}
+
 /** The request was aborted: the client went away, or cancelled the turn. No account is blamed. */
 function clientGone(deps: HttpTurnDeps, spec: HttpTurnSpec, accountId: string, responseId: string | null): Attempt {
-  const outcome = spec.cancelled?.() ? 'cancelled' : 'client_gone';
+  const outcome = abortOutcome(spec);
   deps.bus.emit({ type: 'turn', account: accountId, transport: 'http', outcome, ttftMs: null });
   return { kind: 'done', end: { kind: 'client_gone' }, outcome, ttftMs: null, responseId };
 }

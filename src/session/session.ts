@@ -85,8 +85,6 @@ export class ResponsesSession {
   private idleWaiters: Array<() => void> = [];
   /** Created by the first turn that needs HTTP/SSE upstream; keeps the bridged transcript. */
   private bridge: HttpBridge | null = null;
-  /** The turn in flight is served by the bridge. */
-  private bridging = false;
   /** A `response.cancel` that came while the turn was still being scheduled: it follows the turn's frame. */
   private pendingCancel: Buffer | null = null;
 
@@ -171,10 +169,7 @@ export class ResponsesSession {
       this.turn.conn.send(raw);
       return;
     }
-    if (this.bridging) {
-      this.bridge?.cancel();
-      return;
-    }
+    if (this.bridge?.cancel()) return;
     this.pendingCancel = raw;
   }
 
@@ -354,13 +349,17 @@ export class ResponsesSession {
     return { ok: true, conn: r.conn };
   }
 
+  private sendFrame(conn: UpstreamWs, frame: CreateFrame): Presend {
+    const sentAt = performance.now();
+    return { sentAt, sent: !this.closed && conn.send(frame.raw) };
+  }
+
   /** Sends the frame on `conn` (unless `presend` says it went already) and resolves when the turn ends there. */
   private attempt(frame: CreateFrame, account: AccountConfig, conn: UpstreamWs, lease: SlotLease, presend?: Presend): Promise<AttemptResult> {
     return new Promise<AttemptResult>((resolve) => {
       // The frame leaves first; the turn's state is set up after it, in the same tick, so no
       // upstream event can arrive before it (they come in later callbacks).
-      const sentAt = presend ? presend.sentAt : performance.now();
-      const sent = presend ? presend.sent : !this.closed && conn.send(frame.raw);
+      const { sentAt, sent } = presend ?? this.sendFrame(conn, frame);
       if (sent && this.pendingCancel !== null) {
         conn.send(this.pendingCancel);
         this.pendingCancel = null;
@@ -428,9 +427,8 @@ export class ResponsesSession {
       if (slot !== null) {
         // In-process store and a free slot, held now: the frame goes upstream in the tick it
         // arrived in, ahead of the turn's request, decision and lease, built after it.
-        const sentAt = performance.now();
-        const sent = !this.closed && conn.send(frame.raw);
-        serving = this.serve(frame, slot.outcome(request()), conn, log, 0, { sentAt, sent });
+        const presend = this.sendFrame(conn, frame);
+        serving = this.serve(frame, slot.outcome(request()), conn, log, 0, presend);
       } else {
         const outcome = await d.scheduler.acquireOn(conn.account.id, request(), this.abort.signal);
         if (outcome.kind === 'refused') return this.refuse(outcome, 0, null, log);
@@ -539,17 +537,13 @@ export class ResponsesSession {
       close: (code, reason) => this.close(code, reason),
       signal: this.abort.signal,
     });
-    this.bridging = true;
     const turn = this.bridge.runTurn(frame, model, reason, turnNo);
+    // A cancel that came while the turn was being scheduled applies to it now it is the bridge's.
     if (this.pendingCancel !== null) {
       this.pendingCancel = null;
       this.bridge.cancel();
     }
-    try {
-      await turn;
-    } finally {
-      this.bridging = false;
-    }
+    await turn;
     this.flushMessageCounts();
   }
 
