@@ -16,6 +16,11 @@ export interface ClassifiedEvent {
   outcome: Outcome | null;
   /** Response id, when the event carries one (created / completed / failed / …). */
   responseId: string | null;
+  /**
+   * The id was not read (classifyEvent's `deferId`): it sits in the event's head, and
+   * `deferredResponseId` reads it once the frame is on its way.
+   */
+  idDeferred: boolean;
   /** For `error` events and failed responses. */
   error: {
     status: number | null;
@@ -164,7 +169,7 @@ export function carriesError(ev: ClassifiedEvent): boolean {
   return ev.error !== null || ev.outcome === 'error';
 }
 
-const UNKNOWN: ClassifiedEvent = { type: '', terminal: false, output: false, outcome: null, responseId: null, error: null };
+const UNKNOWN: ClassifiedEvent = { type: '', terminal: false, output: false, outcome: null, responseId: null, idDeferred: false, error: null };
 
 const plainCache = new Map<string, ClassifiedEvent>();
 
@@ -174,18 +179,43 @@ function plainEvent(type: string): ClassifiedEvent {
   if (ev === undefined) {
     // Cached for good: a type sliced from SSE text must not keep that event's text alive.
     type = copyOut(type);
-    ev = Object.freeze({ type, terminal: false, output: type.startsWith('response.'), outcome: null, responseId: null, error: null });
+    ev = Object.freeze({ type, terminal: false, output: type.startsWith('response.'), outcome: null, responseId: null, idDeferred: false, error: null });
     if (plainCache.size < CACHE_MAX) plainCache.set(type, ev);
+  }
+  return ev;
+}
+
+const deferredCache = new Map<string, ClassifiedEvent>();
+
+/** A lifecycle or completed event whose id is left to deferredResponseId: shared and frozen, like plainEvent's. */
+function deferredEvent(type: string, outcome: Outcome | null): ClassifiedEvent {
+  let ev = deferredCache.get(type);
+  if (ev === undefined) {
+    ev = Object.freeze({ type, terminal: outcome !== null, output: false, outcome, responseId: null, idDeferred: true, error: null });
+    // Only the five lifecycle and completed types reach here: the cache cannot grow past them.
+    deferredCache.set(type, ev);
   }
   return ev;
 }
 
 /**
  * Classifies one upstream frame. `needId`: the caller does not know this turn's response id yet,
- * so a terminal event must yield it even if that costs a parse.
+ * so a terminal event must yield it even if that costs a parse. `deferId`: the id of a lifecycle
+ * or completed event is not read now (`idDeferred`); everything needed to decide whether and how
+ * to forward the frame is.
  */
-export function classifyEvent(frame: Buffer, needId = true): ClassifiedEvent {
-  return classify(frame, peekType(frame), needId);
+export function classifyEvent(frame: Buffer, needId = true, deferId = false): ClassifiedEvent {
+  return classify(frame, peekType(frame), needId, deferId);
+}
+
+/**
+ * The id classifyEvent left unread (`idDeferred`), read as classifyEvent would have: from the
+ * head, else parsed — for a completed event only when `needId`.
+ */
+export function deferredResponseId(frame: Buffer, ev: ClassifiedEvent, needId: boolean): string | null {
+  const id = headResponseId(frame);
+  if (id !== null || (ev.terminal && !needId)) return id;
+  return str(obj(parseObject(frame)?.response)?.id);
 }
 
 /** classifyEvent for an event already decoded to text (SSE `data:`). */
@@ -193,7 +223,7 @@ export function classifyEventText(data: string, needId = true): ClassifiedEvent 
   return classify(data, peekTypeText(data), needId);
 }
 
-function classify(frame: Frame, peeked: string | null, needId: boolean): ClassifiedEvent {
+function classify(frame: Frame, peeked: string | null, needId: boolean, deferId = false): ClassifiedEvent {
   let type = peeked;
   let parsed: Record<string, unknown> | null = null;
   if (type === null) {
@@ -203,6 +233,9 @@ function classify(frame: Frame, peeked: string | null, needId: boolean): Classif
   }
   const outcome = TERMINAL[type] ?? null;
   if (outcome === null && !LIFECYCLE.has(type)) return plainEvent(type);
+  if (deferId && parsed === null && (outcome === null || type === 'response.completed' || type === 'response.incomplete')) {
+    return deferredEvent(type, outcome);
+  }
   if (type === 'response.completed' || type === 'response.incomplete') {
     // Large (they carry the whole output): the id is read from the head without parsing.
     let responseId = headResponseId(frame);
@@ -210,7 +243,7 @@ function classify(frame: Frame, peeked: string | null, needId: boolean): Classif
       parsed ??= parseObject(frame);
       responseId = str(obj(parsed?.response)?.id);
     }
-    return { type, terminal: true, output: false, outcome, responseId, error: null };
+    return { type, terminal: true, output: false, outcome, responseId, idDeferred: false, error: null };
   }
   if (outcome === null) {
     // Lifecycle notices carry the whole response object too; they never carry an error.
@@ -219,7 +252,7 @@ function classify(frame: Frame, peeked: string | null, needId: boolean): Classif
       parsed = parseObject(frame);
       responseId = parsed ? str(obj(parsed.response)?.id) : null;
     }
-    return { type, terminal: false, output: false, outcome: null, responseId, error: null };
+    return { type, terminal: false, output: false, outcome: null, responseId, idDeferred: false, error: null };
   }
   parsed ??= parseObject(frame);
   const responseId = parsed ? str(obj(parsed.response)?.id) : null;
@@ -229,6 +262,7 @@ function classify(frame: Frame, peeked: string | null, needId: boolean): Classif
     output: false,
     outcome,
     responseId,
+    idDeferred: false,
     error: parsed && (type === 'error' || type === 'response.failed') ? errorOf(parsed, type) : null,
   };
 }

@@ -13,7 +13,7 @@ import { responsesWsTarget, type IncomingHeaders } from '../upstream/target.js';
 import { connectUpstreamWs, sendOptions, type UpstreamWs } from '../upstream/ws-upstream.js';
 import type { HttpUpstream } from '../upstream/http-sse-upstream.js';
 import { clientWritable, HttpBridge, type BridgeReason } from './bridge.js';
-import { carriesError, classifyEvent, type ClassifiedEvent } from './events.js';
+import { carriesError, classifyEvent, deferredResponseId, type ClassifiedEvent } from './events.js';
 import { parseClientFrame, type CreateFrame } from './frames.js';
 import { applyAccountAction, refusalError } from './outcomes.js';
 import type { RelayCore } from './core.js';
@@ -277,27 +277,32 @@ export class ResponsesSession {
     if (!t || t.conn !== conn) {
       // Between turns: an `error` here (e.g. the 60-minute cap) would be read by the client as the
       // answer to its next request, so only harmless notices are passed on.
-      if (classifyEvent(data, false).type !== 'error') this.forward(data, isBinary, conn.lastInRead());
+      if (classifyEvent(data, false, true).type !== 'error') this.forward(data, isBinary, conn.lastInRead());
       return;
     }
     t.idleTimer?.refresh();
-    const ev = classifyEvent(data, t.responseId === null);
+    const needId = t.responseId === null;
+    // What decides the forwarding is read first; a response id (a turn's first event carries one)
+    // is read once the frame is on its way, so it does not add to the client's time to first event.
+    const ev = classifyEvent(data, needId, true);
     if (t.forwarded === 0 && ev.type === 'error') {
       const failure = this.errorFailure(ev);
       if (failure.retryable) return t.resolve({ kind: 'failed_before_output', failure });
     }
     // Only error events can quote a credential back; every other frame passes untouched.
-    if (ev.terminal) void releaseQuietly(t.lease);
     // A turn's first event goes out at once: it ends the client's time to first event, and the
     // frames read with it in the same tick would otherwise hold it back (see corkClient). So does
     // the last frame of a read: nothing else comes in this tick to batch it with.
     this.forward(carriesError(ev) ? scrubCredential(data, t.account.apiKey) : data, isBinary, t.forwarded === 0 || conn.lastInRead());
+    // The slot is free for the client's next turn, which cannot be read before this handler ends.
+    if (ev.terminal) void releaseQuietly(t.lease);
     t.forwarded++;
     if (ev.output && t.ttftMs === null) t.ttftMs = performance.now() - t.sentAt;
-    if (ev.responseId !== null && ev.responseId !== t.responseId) {
-      t.responseId = ev.responseId;
-      conn.rememberResponse(ev.responseId);
-      this.deps.scheduler.bindResponse(this.identity.group, ev.responseId, t.account.id).catch(() => {});
+    const responseId = ev.idDeferred ? deferredResponseId(data, ev, needId) : ev.responseId;
+    if (responseId !== null && responseId !== t.responseId) {
+      t.responseId = responseId;
+      conn.rememberResponse(responseId);
+      this.deps.scheduler.bindResponse(this.identity.group, responseId, t.account.id).catch(() => {});
     }
     if (ev.terminal) {
       // The client may send its next request as soon as it reads this event (Codex and the SDK

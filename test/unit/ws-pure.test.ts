@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyEvent, peekType } from '../../src/session/events.js';
+import { classifyEvent, deferredResponseId, peekType } from '../../src/session/events.js';
 import { parseClientFrame } from '../../src/session/frames.js';
 import { classifyErrorEvent, classifyHttpStatus, parseDurationMs, rateLimitResetMs } from '../../src/upstream/failure.js';
 import { passBackHeaders, passThroughHeaders, responsesWsTarget, wsUrl } from '../../src/upstream/target.js';
@@ -36,6 +36,34 @@ describe('upstream event classification', () => {
     expect(classifyEvent(b({ type: 'error', code: 'server_error', message: 'boom' })).error).toMatchObject({ code: 'server_error' });
     expect(classifyEvent(b({ type: 'response.failed', response: { id: 'resp_3', error: { code: 'server_error', message: 'x' } } })))
       .toMatchObject({ outcome: 'failed', responseId: 'resp_3', error: { code: 'server_error' } });
+  });
+  it('with deferId leaves a head id unread, and deferredResponseId reads it as classifyEvent would', () => {
+    const created = b({ type: 'response.created', response: { id: 'resp_d1', status: 'in_progress' } });
+    const ev = classifyEvent(created, true, true);
+    expect(ev).toMatchObject({ type: 'response.created', terminal: false, output: false, responseId: null, idDeferred: true });
+    expect(deferredResponseId(created, ev, true)).toBe('resp_d1');
+    // One shared result per type, like the deltas'.
+    expect(classifyEvent(b({ type: 'response.created', response: { id: 'resp_d2' } }), true, true)).toBe(ev);
+    const done = b({ type: 'response.completed', response: { id: 'resp_d3', output: [] } });
+    const doneEv = classifyEvent(done, false, true);
+    expect(doneEv).toMatchObject({ terminal: true, outcome: 'completed', idDeferred: true });
+    expect(deferredResponseId(done, doneEv, false)).toBe('resp_d3');
+    // Not in the head: parsed for a lifecycle event, and for a completed one only when the id is needed.
+    const late = b({ type: 'response.completed', response: { status: 'completed', id: 'resp_d4' } });
+    const lateEv = classifyEvent(late, true, true);
+    expect(deferredResponseId(late, lateEv, true)).toBe('resp_d4');
+    expect(deferredResponseId(late, lateEv, false)).toBeNull();
+    const lateCreated = b({ type: 'response.in_progress', response: { status: 'in_progress', id: 'resp_d5' } });
+    expect(deferredResponseId(lateCreated, classifyEvent(lateCreated, false, true), false)).toBe('resp_d5');
+  });
+  it('with deferId still reads errors, failures and cancellations whole', () => {
+    const failed = classifyEvent(b({ type: 'response.failed', response: { id: 'resp_f', error: { code: 'server_error' } } }), true, true);
+    expect(failed).toMatchObject({ idDeferred: false, responseId: 'resp_f', error: { code: 'server_error' } });
+    const err = classifyEvent(b({ type: 'error', status: 500, error: { code: 'server_error' } }), true, true);
+    expect(err).toMatchObject({ idDeferred: false, terminal: true, outcome: 'error', error: { status: 500 } });
+    const cancelled = classifyEvent(b({ type: 'response.cancelled', response: { id: 'resp_c' } }), true, true);
+    expect(cancelled).toMatchObject({ idDeferred: false, responseId: 'resp_c', outcome: 'cancelled' });
+    expect(classifyEvent(b({ type: 'response.output_text.delta', delta: 'x' }), true, true).idDeferred).toBe(false);
   });
   it('treats non-JSON as an unknown, non-terminal event', () => {
     expect(classifyEvent(b('not json'))).toMatchObject({ type: '', terminal: false });
