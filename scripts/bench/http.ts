@@ -16,7 +16,7 @@
 import { parseArgs } from 'node:util';
 import { BenchChild, withChildren } from './children.js';
 import { runHttpPhase, type HttpTarget } from './http-driver.js';
-import { median, percentiles, round } from './stats.js';
+import { median, percentiles, rotate, round } from './stats.js';
 
 const ACCOUNTS = 8;
 const WARMUP_STREAMS = 20;
@@ -56,9 +56,6 @@ const streamCounts = values.streams.split(',').map(Number);
 const runs = Math.max(1, Number(values.runs));
 const durationMs = Number(values.seconds) * 1000;
 
-function rotate<T>(list: readonly T[], by: number): T[] {
-  return list.map((_, i) => list[(i + by) % list.length]);
-}
 
 await withChildren(async () => {
   const { child: simChild, info } = await BenchChild.fork('sim', 'scripts/bench/sim-child.ts', { args: ['--accounts', String(ACCOUNTS)] });

@@ -30,3 +30,8 @@ export function round(v: number, digits = 3): number | null {
 export function hrMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
 }
+
+/** The list started at `by` (mod its length): the order of targets changes from run to run. */
+export function rotate<T>(list: readonly T[], by: number): T[] {
+  return list.map((_, i) => list[(i + by) % list.length]);
+}

@@ -6,7 +6,7 @@
 // same whatever it is connected to.
 import WebSocket from 'ws';
 import { peekType } from '../../src/session/events.js';
-import { hrMs } from './stats.js';
+import { hrMs, rotate } from './stats.js';
 
 export interface WsTarget {
   name: string;
@@ -61,6 +61,8 @@ export interface WsPhaseResult {
 }
 
 const SIM_TS = Buffer.from('"sim_ts":');
+/** `turns` of a session driven turn by turn (step()). */
+const STEPPED = Number.POSITIVE_INFINITY;
 const RESPONSE_ID = /"response":\{"id":"([^"]+)"/;
 const TERMINAL = new Set(['response.completed', 'response.failed', 'response.incomplete', 'response.cancelled', 'error']);
 const INPUT = 'Say something long enough to stream in many deltas.';
@@ -151,6 +153,8 @@ class BenchSession {
   private prevId: string | null = null;
   private turnId: string | null = null;
   private closed = false;
+  /** Stepped sessions (runInterleaved): the end of the turn `step()` started. */
+  private stepEnd: (() => void) | null = null;
 
   constructor(
     url: string,
@@ -179,8 +183,9 @@ class BenchSession {
     this.warmed = new Promise((resolve) => (this.onWarmed = resolve));
     this.ws.on('error', () => undefined);
     this.ws.on('close', (code) => {
+      const during = this.stepEnd !== null || (this.turns !== STEPPED && this.turn <= this.turns);
       this.closed = true;
-      if (this.turn <= this.turns) this.fail(new Error(`socket closed (${code}) during turn ${this.turn}`));
+      if (during) this.fail(new Error(`socket closed (${code}) during turn ${this.turn}`));
     });
     this.ws.on('message', (data: Buffer) => this.wsOnMessage(data));
   }
@@ -194,6 +199,15 @@ class BenchSession {
   resume(): void {
     this.turn++;
     this.send();
+  }
+
+  /** A stepped session (turns = STEPPED) runs one turn per call; resolves when it ends. */
+  step(): Promise<void> {
+    return new Promise((resolve) => {
+      this.stepEnd = resolve;
+      this.turn++;
+      this.send();
+    });
   }
 
   private send(): void {
@@ -231,6 +245,12 @@ class BenchSession {
       if (c.errors.length < MAX_ERRORS_KEPT) c.errors.push(data.toString('utf8', 0, Math.min(data.length, 300)));
       // A failed turn breaks the chain: the next one starts a fresh conversation.
       this.prevId = null;
+    }
+    const stepEnd = this.stepEnd;
+    if (stepEnd !== null) {
+      this.stepEnd = null;
+      stepEnd();
+      return;
     }
     if (this.turn >= this.turns) {
       this.turn++;
@@ -355,4 +375,89 @@ export async function runWsPhase(target: WsTarget, o: WsPhaseOptions, hooks: WsP
     ttfeLaterDown: c.ttfeLaterDown,
     errors: c.errors,
   };
+}
+
+export interface InterleavedOptions {
+  sessions: number;
+  /** Measured turns per session and target (after one warm-up turn each). */
+  rounds: number;
+  /** A round's turns start spread evenly over this long (0 = all at once). */
+  staggerMs: number;
+  timeoutMs: number;
+  connectConcurrency?: number;
+  bodyKb?: number;
+}
+
+export interface InterleavedHooks {
+  /** Around each target's measured round: e.g. the relay's CPU counter. */
+  beforeRound?(target: string): Promise<void>;
+  afterRound?(target: string): Promise<void>;
+}
+
+/**
+ * The latency phase with the targets interleaved: K sessions open on every target at once, each
+ * warmed up by one turn, then `rounds` rounds in which every target in turn (the order rotating)
+ * runs one turn on each of its sessions while the others idle. Every target is so measured across
+ * the same stretch of time, in slices of one turn, instead of one after the other: the machine's
+ * drift from second to second, which moves the back-to-back phases apart, falls on all of them.
+ */
+export async function runInterleaved(targets: WsTarget[], o: InterleavedOptions, hooks: InterleavedHooks = {}): Promise<WsPhaseResult[]> {
+  const tail = o.bodyKb ? codexLikeTail(o.bodyKb) : null;
+  const all = targets.map((target) => ({ target, c: new Collector(), sessions: [] as BenchSession[] }));
+  const limit = deadline(o.timeoutMs, () => `interleaved: ${all.map((t) => `${t.target.name} ${t.c.turns} turns`).join(', ')}`);
+  const timers: NodeJS.Timeout[] = [];
+  const stagger = (sessions: BenchSession[], go: (s: BenchSession) => Promise<void>) =>
+    Promise.all(
+      sessions.map((s, i) => {
+        const delay = o.staggerMs > 0 ? (i * o.staggerMs) / sessions.length : 0;
+        if (delay === 0) return go(s);
+        return new Promise<void>((resolve, reject) => timers.push(setTimeout(() => go(s).then(resolve, reject), delay)));
+      }),
+    );
+  // A session that fails rejects `done`: any round waiting on it ends the run at once.
+  const round = (t: (typeof all)[number], go: (s: BenchSession) => Promise<void>) =>
+    Promise.race([limit.promise, stagger(t.sessions, (s) => Promise.race([go(s), s.done]))]);
+  try {
+    for (const t of all) {
+      const indexes = Array.from({ length: o.sessions }, (_, i) => i);
+      await Promise.race([
+        limit.promise,
+        inBatches(indexes, o.connectConcurrency ?? 100, async (i) => {
+          const s = new BenchSession(t.target.url(i), t.target.headers(i), STEPPED, t.c, false, tail);
+          t.sessions.push(s);
+          await s.opened;
+        }),
+      ]);
+      t.c.measuring = false;
+      await round(t, (s) => s.step());
+      t.c.measuring = true;
+    }
+    for (let r = 0; r < o.rounds; r++) {
+      for (const t of rotate(all, r)) {
+        await hooks.beforeRound?.(t.target.name);
+        await round(t, (s) => s.step());
+        await hooks.afterRound?.(t.target.name);
+      }
+    }
+  } finally {
+    limit.clear();
+    for (const timer of timers) clearTimeout(timer);
+    await Promise.all(all.flatMap((t) => t.sessions.map((s) => s.close())));
+  }
+  return all.map(({ target, c }) => {
+    if (c.errorCount > 0) process.stderr.write(`[${target.name}] ${c.errorCount} turns did not complete; first: ${c.errors[0]}\n`);
+    return {
+      target: target.name,
+      events: c.events,
+      turns: c.turns,
+      // Rounds of different targets interleave: a target's elapsed time is not one span.
+      elapsedMs: Number.NaN,
+      latencies: c.latencies,
+      ttfeFirst: c.ttfeFirst,
+      ttfeLater: c.ttfeLater,
+      ttfeLaterUp: c.ttfeLaterUp,
+      ttfeLaterDown: c.ttfeLaterDown,
+      errors: c.errors,
+    };
+  });
 }

@@ -15,16 +15,18 @@
 // Every figure is the median over `--runs` runs; the order of targets rotates between runs.
 //
 //   npm run bench:ws -- [--k 1,100,1000] [--runs 3] [--deltas 50] [--profile DIR] [--log-level warn] [--pin]
-//                       [--phases throughput,latency] [--aa | --floor] [--body-kb 32]
+//                       [--phases throughput,latency] [--aa | --floor] [--body-kb 32] [--interleave [--rounds N]]
 // --profile DIR writes --cpu-prof profiles of both relay processes there. --pin puts the driver
 // and the sim on CPU 0 and the relays on CPU 1 (taskset), for steadier figures. --body-kb N sends
 // Codex-sized request frames (~N KB: developer message and tool schemas every turn) instead of a
-// one-line input.
+// one-line input. --interleave runs the latency phase with the three targets' sessions open at
+// once and their turns in alternating rounds (ws-driver.ts runInterleaved): every target measured
+// over the same stretch of time; --rounds sets the measured turns per session (default: the plan's).
 import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { BenchChild, withChildren } from './children.js';
-import { median, percentiles, round } from './stats.js';
-import { runWsPhase, type WsPhaseResult, type WsTarget } from './ws-driver.js';
+import { median, percentiles, rotate, round } from './stats.js';
+import { runInterleaved, runWsPhase, type WsPhaseResult, type WsTarget } from './ws-driver.js';
 
 interface Plan {
   /** Turns per session, the warm-up turn included. */
@@ -84,6 +86,8 @@ const { values } = parseArgs({
     // Like --aa, but the second bare relay does the least per-turn work a scheduling relay must do
     // before a frame goes upstream (bare-relay.ts --floor): what any such relay pays here.
     floor: { type: 'boolean', default: false },
+    interleave: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
   },
 });
 const DELTAS = Number(values.deltas);
@@ -129,9 +133,6 @@ async function settle(child: BenchChild | null): Promise<void> {
   process.stderr.write(`[bench:ws] ${child.name} still holds sessions after 5 s\n`);
 }
 
-function rotate<T>(list: readonly T[], by: number): T[] {
-  return list.map((_, i) => list[(i + by) % list.length]);
-}
 
 await withChildren(async () => {
   const { child: simChild, info } = await BenchChild.fork('sim', 'scripts/bench/sim-child.ts', { args: ['--accounts', String(ACCOUNTS)] });
@@ -205,14 +206,38 @@ await withChildren(async () => {
       }
       await simChild.call('set', { deltaIntervalMs: plan.intervalMs });
       const turnMs = DELTAS * plan.intervalMs;
-      for (const name of phases.has('latency') ? order : []) {
-        const { r, cpuS } = await phase(name, k, plan.latencyTurns, k > 1 ? turnMs : 0, true);
+      const latency = (name: TargetName, r: WsPhaseResult, cpuS: number | null) => {
         if (cpuS !== null) f.latCpuPer10k[name] = (cpuS / r.events) * 10_000;
         [f.p50[name], f.p99[name]] = percentiles(r.latencies, [50, 99]);
         [f.ttfeFirst[name]] = percentiles(r.ttfeFirst, [50]);
         [f.ttfeLater[name]] = percentiles(r.ttfeLater, [50]);
         [f.ttfeUp[name]] = percentiles(r.ttfeLaterUp, [50]);
         [f.ttfeDown[name]] = percentiles(r.ttfeLaterDown, [50]);
+      };
+      if (phases.has('latency') && values.interleave) {
+        const rounds = values.rounds ? Math.max(1, Number(values.rounds)) : plan.latencyTurns - 1;
+        const cpuS: Partial<Record<TargetName, number>> = {};
+        let before = 0;
+        const results = await runInterleaved(
+          order.map((name) => all[name]),
+          { sessions: k, rounds, staggerMs: k > 1 ? turnMs : 0, timeoutMs: PHASE_TIMEOUT_MS * (rounds + 1), bodyKb: BODY_KB },
+          {
+            beforeRound: async (name) => {
+              const server = servers[name as TargetName];
+              if (server) before = (await server.usage()).cpuUs;
+            },
+            afterRound: async (name) => {
+              const server = servers[name as TargetName];
+              if (server) cpuS[name as TargetName] = (cpuS[name as TargetName] ?? 0) + ((await server.usage()).cpuUs - before) / 1e6;
+            },
+          },
+        );
+        for (const r of results) latency(r.target as TargetName, r, cpuS[r.target as TargetName] ?? null);
+        for (const name of order) await settle(servers[name]);
+      }
+      for (const name of phases.has('latency') && !values.interleave ? order : []) {
+        const { r, cpuS } = await phase(name, k, plan.latencyTurns, k > 1 ? turnMs : 0, true);
+        latency(name, r, cpuS);
       }
       perRun.push(f);
       process.stderr.write(`[bench:ws] K=${k} run ${run + 1}/${runs}: ${JSON.stringify(f, (_k, v: unknown) => (typeof v === 'number' ? round(v, 3) : v))}\n`);
@@ -257,7 +282,8 @@ await withChildren(async () => {
       relay_p99_vs_bare: round(added('relay', 'p99') / added('bare', 'p99'), 2),
       relay_ttfe_later_vs_bare: round(added('relay', 'ttfeLater') / added('bare', 'ttfeLater'), 2),
       runs,
-      turns: { throughput: plan.throughputTurns, latency: plan.latencyTurns },
+      turns: { throughput: plan.throughputTurns, latency: values.interleave ? (values.rounds ? Math.max(1, Number(values.rounds)) : plan.latencyTurns - 1) + 1 : plan.latencyTurns },
+      ...(values.interleave ? { interleaved: true } : {}),
       latency_interval_ms: plan.intervalMs,
       deltas: DELTAS,
       ...(BODY_KB > 0 ? { request_kb: BODY_KB } : {}),
