@@ -320,6 +320,48 @@ function deadline(ms: number, what: () => string): { promise: Promise<never>; cl
   return { promise, clear: () => clearTimeout(timer) };
 }
 
+/**
+ * Opens `count` sessions on `target` (at most `concurrency` connects in flight), each pushed to
+ * `into` as it is created, so the caller closes every one even when the deadline wins.
+ */
+async function openSessions(
+  target: WsTarget,
+  count: number,
+  concurrency: number,
+  into: BenchSession[],
+  limit: Promise<never>,
+  make: (url: string, headers: Record<string, string>) => BenchSession,
+): Promise<void> {
+  const indexes = Array.from({ length: count }, (_, i) => i);
+  await Promise.race([
+    limit,
+    inBatches(indexes, concurrency, async (i) => {
+      const s = make(target.url(i), target.headers(i));
+      into.push(s);
+      await s.opened;
+    }),
+  ]);
+}
+
+/** A target's figures from its collector; failed turns are reported on stderr. */
+function phaseResult(target: WsTarget, c: Collector, elapsedMs: number): WsPhaseResult {
+  if (c.errorCount > 0) {
+    process.stderr.write(`[${target.name}] ${c.errorCount} turns did not complete; first: ${c.errors[0]}\n`);
+  }
+  return {
+    target: target.name,
+    events: c.events,
+    turns: c.turns,
+    elapsedMs,
+    latencies: c.latencies,
+    ttfeFirst: c.ttfeFirst,
+    ttfeLater: c.ttfeLater,
+    ttfeLaterUp: c.ttfeLaterUp,
+    ttfeLaterDown: c.ttfeLaterDown,
+    errors: c.errors,
+  };
+}
+
 /** One phase against one target: open K sockets, run the turns, close everything. */
 export async function runWsPhase(target: WsTarget, o: WsPhaseOptions, hooks: WsPhaseHooks = {}): Promise<WsPhaseResult> {
   const c = new Collector();
@@ -328,22 +370,14 @@ export async function runWsPhase(target: WsTarget, o: WsPhaseOptions, hooks: WsP
   const timers: NodeJS.Timeout[] = [];
   const tail = o.bodyKb ? codexLikeTail(o.bodyKb) : null;
   try {
-    const indexes = Array.from({ length: o.sessions }, (_, i) => i);
-    await Promise.race([
-      limit.promise,
-      inBatches(indexes, o.connectConcurrency ?? 100, async (i) => {
-        const s = new BenchSession(target.url(i), target.headers(i), o.turns, c, o.warmupTurn === true && o.turns > 1, tail);
-        sessions.push(s);
-        await s.opened;
-      }),
-    ]);
+    const warm = o.warmupTurn === true && o.turns > 1;
+    await openSessions(target, o.sessions, o.connectConcurrency ?? 100, sessions, limit.promise, (url, headers) => new BenchSession(url, headers, o.turns, c, warm, tail));
     const stagger = (go: (s: BenchSession) => void) =>
       sessions.forEach((s, i) => {
         const delay = o.staggerMs > 0 ? (i * o.staggerMs) / o.sessions : 0;
         if (delay === 0) go(s);
         else timers.push(setTimeout(() => go(s), delay));
       });
-    const warm = o.warmupTurn === true && o.turns > 1;
     if (warm) {
       c.measuring = false;
       stagger((s) => s.start());
@@ -360,21 +394,7 @@ export async function runWsPhase(target: WsTarget, o: WsPhaseOptions, hooks: WsP
     for (const t of timers) clearTimeout(t);
     await Promise.all(sessions.map((s) => s.close()));
   }
-  if (c.errorCount > 0) {
-    process.stderr.write(`[${target.name}] ${c.errorCount} turns did not complete; first: ${c.errors[0]}\n`);
-  }
-  return {
-    target: target.name,
-    events: c.events,
-    turns: c.turns,
-    elapsedMs: c.lastEndAt - c.firstSentAt,
-    latencies: c.latencies,
-    ttfeFirst: c.ttfeFirst,
-    ttfeLater: c.ttfeLater,
-    ttfeLaterUp: c.ttfeLaterUp,
-    ttfeLaterDown: c.ttfeLaterDown,
-    errors: c.errors,
-  };
+  return phaseResult(target, c, c.lastEndAt - c.firstSentAt);
 }
 
 export interface InterleavedOptions {
@@ -419,15 +439,7 @@ export async function runInterleaved(targets: WsTarget[], o: InterleavedOptions,
     Promise.race([limit.promise, stagger(t.sessions, (s) => Promise.race([go(s), s.done]))]);
   try {
     for (const t of all) {
-      const indexes = Array.from({ length: o.sessions }, (_, i) => i);
-      await Promise.race([
-        limit.promise,
-        inBatches(indexes, o.connectConcurrency ?? 100, async (i) => {
-          const s = new BenchSession(t.target.url(i), t.target.headers(i), STEPPED, t.c, false, tail);
-          t.sessions.push(s);
-          await s.opened;
-        }),
-      ]);
+      await openSessions(t.target, o.sessions, o.connectConcurrency ?? 100, t.sessions, limit.promise, (url, headers) => new BenchSession(url, headers, STEPPED, t.c, false, tail));
       t.c.measuring = false;
       await round(t, (s) => s.step());
       t.c.measuring = true;
@@ -444,20 +456,6 @@ export async function runInterleaved(targets: WsTarget[], o: InterleavedOptions,
     for (const timer of timers) clearTimeout(timer);
     await Promise.all(all.flatMap((t) => t.sessions.map((s) => s.close())));
   }
-  return all.map(({ target, c }) => {
-    if (c.errorCount > 0) process.stderr.write(`[${target.name}] ${c.errorCount} turns did not complete; first: ${c.errors[0]}\n`);
-    return {
-      target: target.name,
-      events: c.events,
-      turns: c.turns,
-      // Rounds of different targets interleave: a target's elapsed time is not one span.
-      elapsedMs: Number.NaN,
-      latencies: c.latencies,
-      ttfeFirst: c.ttfeFirst,
-      ttfeLater: c.ttfeLater,
-      ttfeLaterUp: c.ttfeLaterUp,
-      ttfeLaterDown: c.ttfeLaterDown,
-      errors: c.errors,
-    };
-  });
+  // Rounds of different targets interleave: a target's elapsed time is not one span.
+  return all.map(({ target, c }) => phaseResult(target, c, Number.NaN));
 }

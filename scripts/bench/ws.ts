@@ -133,7 +133,6 @@ async function settle(child: BenchChild | null): Promise<void> {
   process.stderr.write(`[bench:ws] ${child.name} still holds sessions after 5 s\n`);
 }
 
-
 await withChildren(async () => {
   const { child: simChild, info } = await BenchChild.fork('sim', 'scripts/bench/sim-child.ts', { args: ['--accounts', String(ACCOUNTS)] });
   const sim = info as unknown as SimInfo;
@@ -194,6 +193,8 @@ await withChildren(async () => {
 
   for (const k of ks) {
     const plan = PLANS[k];
+    // Measured latency turns per session with --interleave (each after one warm-up turn).
+    const rounds = values.rounds ? Math.max(1, Number(values.rounds)) : plan.latencyTurns - 1;
     const perRun: RunFigures[] = [];
     for (let run = 0; run < runs; run++) {
       const order = rotate(TARGETS, run);
@@ -215,7 +216,6 @@ await withChildren(async () => {
         [f.ttfeDown[name]] = percentiles(r.ttfeLaterDown, [50]);
       };
       if (phases.has('latency') && values.interleave) {
-        const rounds = values.rounds ? Math.max(1, Number(values.rounds)) : plan.latencyTurns - 1;
         const cpuS: Partial<Record<TargetName, number>> = {};
         let before = 0;
         const results = await runInterleaved(
@@ -234,10 +234,11 @@ await withChildren(async () => {
         );
         for (const r of results) latency(r.target as TargetName, r, cpuS[r.target as TargetName] ?? null);
         for (const name of order) await settle(servers[name]);
-      }
-      for (const name of phases.has('latency') && !values.interleave ? order : []) {
-        const { r, cpuS } = await phase(name, k, plan.latencyTurns, k > 1 ? turnMs : 0, true);
-        latency(name, r, cpuS);
+      } else if (phases.has('latency')) {
+        for (const name of order) {
+          const { r, cpuS } = await phase(name, k, plan.latencyTurns, k > 1 ? turnMs : 0, true);
+          latency(name, r, cpuS);
+        }
       }
       perRun.push(f);
       process.stderr.write(`[bench:ws] K=${k} run ${run + 1}/${runs}: ${JSON.stringify(f, (_k, v: unknown) => (typeof v === 'number' ? round(v, 3) : v))}\n`);
@@ -282,7 +283,7 @@ await withChildren(async () => {
       relay_p99_vs_bare: round(added('relay', 'p99') / added('bare', 'p99'), 2),
       relay_ttfe_later_vs_bare: round(added('relay', 'ttfeLater') / added('bare', 'ttfeLater'), 2),
       runs,
-      turns: { throughput: plan.throughputTurns, latency: values.interleave ? (values.rounds ? Math.max(1, Number(values.rounds)) : plan.latencyTurns - 1) + 1 : plan.latencyTurns },
+      turns: { throughput: plan.throughputTurns, latency: values.interleave ? rounds + 1 : plan.latencyTurns },
       ...(values.interleave ? { interleaved: true } : {}),
       latency_interval_ms: plan.intervalMs,
       deltas: DELTAS,
