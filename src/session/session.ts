@@ -42,24 +42,33 @@ type AttemptEnd =
   | { kind: 'client_gone' };
 type AttemptResult = AttemptEnd & { ttftMs: number | null; responseId: string | null };
 type ServeResult = { kind: 'done' } | { kind: 'moveable_failure'; failure: UpstreamFailure };
+type Acquired = Extract<ScheduleOutcome, { kind: 'acquired' }>;
+type TurnLog = (fields: Record<string, unknown>) => void;
 /** A frame sent before its turn's bookkeeping (a pinned turn's slot was free): when, and whether it went. */
 interface Presend {
   sentAt: number;
   sent: boolean;
 }
 
+/**
+ * A turn being served on an upstream socket: everything it holds while its response streams, in
+ * one record. It ends once (endTurn), into `onEnd` — attempt()'s promise — or, with `onEnd` null,
+ * into pinnedEnded: a pinned turn started in the tick its frame came in has no promise at all.
+ */
 interface ActiveTurn {
   conn: UpstreamWs;
-  account: AccountConfig;
-  /** The turn's slot: released the moment its terminal event goes out (release is idempotent). */
-  lease: SlotLease;
+  /** Account, slot lease (released the moment the terminal event goes out; release is idempotent), decision. */
+  outcome: Acquired;
   sentAt: number;
   ttftMs: number | null;
   forwarded: number;
   responseId: string | null;
   /** websocket.upstreamIdleTimeoutMs, re-armed by every upstream event of the turn. */
   idleTimer: NodeJS.Timeout | null;
-  resolve(r: AttemptEnd): void;
+  onEnd: ((r: AttemptResult) => void) | null;
+  turnNo: number;
+  /** The session's turn generation when this turn began (see ResponsesSession.turnGen). */
+  gen: number;
 }
 
 export class ResponsesSession {
@@ -145,17 +154,29 @@ export class ResponsesSession {
     this.model = model;
     this.busy = true;
     const gen = ++this.turnGen;
-    // A pinned turn's frame is upstream when runTurn returns; what is not needed for that follows.
-    const turn = this.runTurn(frame, model);
-    this.clearIdle();
-    turn
-      .catch((err: unknown) => {
-        this.deps.log.error({ err: err instanceof Error ? err.message : String(err) }, 'turn crashed');
-        this.fail('SY_ERR_INTERNAL');
-      })
+    // A pinned turn's frame is upstream when startPinnedNow returns; what is not needed for that follows.
+    let started: boolean;
+    try {
+      started = this.startPinnedNow(frame, model, gen);
+    } catch (err) {
+      this.crashed(err, gen);
+      return;
+    }
+    // (A turn that ended already has armed the idle timer again.)
+    if (this.busy) this.clearIdle();
+    if (started) return;
+    this.runTurn(frame, model)
+      .catch((err: unknown) => this.crashed(err, null))
       .finally(() => {
         if (gen === this.turnGen) this.settleIdle();
       });
+  }
+
+  /** A bug, not an upstream or client failure: the turn ends with an internal error. */
+  private crashed(err: unknown, gen: number | null): void {
+    this.deps.log.error({ err: err instanceof Error ? err.message : String(err) }, 'turn crashed');
+    this.fail('SY_ERR_INTERNAL');
+    if (gen === this.turnGen) this.settleIdle();
   }
 
   /**
@@ -188,7 +209,7 @@ export class ResponsesSession {
     this.abort.abort();
     if (this.firstTimer) clearTimeout(this.firstTimer);
     this.clearIdle();
-    this.turn?.resolve({ kind: 'client_gone' });
+    if (this.turn) this.endTurn(this.turn, { kind: 'client_gone' });
     this.dropUpstream();
     const d = this.deps;
     d.bus.emit({ type: 'gauge', name: 'ws_sessions_active', delta: -1 });
@@ -287,27 +308,27 @@ export class ResponsesSession {
     const ev = classifyEvent(data, needId, true);
     if (t.forwarded === 0 && ev.type === 'error') {
       const failure = this.errorFailure(ev);
-      if (failure.retryable) return t.resolve({ kind: 'failed_before_output', failure });
+      if (failure.retryable) return this.endTurn(t, { kind: 'failed_before_output', failure });
     }
     // Only error events can quote a credential back; every other frame passes untouched.
     // A turn's first event goes out at once: it ends the client's time to first event, and the
     // frames read with it in the same tick would otherwise hold it back (see corkClient). So does
     // the last frame of a read: nothing else comes in this tick to batch it with.
-    this.forward(carriesError(ev) ? scrubCredential(data, t.account.apiKey) : data, isBinary, t.forwarded === 0 || conn.lastInRead());
+    this.forward(carriesError(ev) ? scrubCredential(data, t.outcome.account.apiKey) : data, isBinary, t.forwarded === 0 || conn.lastInRead());
     // The slot is free for the client's next turn, which cannot be read before this handler ends.
-    if (ev.terminal) void releaseQuietly(t.lease);
+    if (ev.terminal) void releaseQuietly(t.outcome.lease);
     t.forwarded++;
     if (ev.output && t.ttftMs === null) t.ttftMs = performance.now() - t.sentAt;
     const responseId = ev.idDeferred ? deferredResponseId(data, ev, needId) : ev.responseId;
     if (responseId !== null && responseId !== t.responseId) {
       t.responseId = responseId;
       conn.rememberResponse(responseId);
-      this.deps.scheduler.bindResponse(this.identity.group, responseId, t.account.id).catch(() => {});
+      this.deps.scheduler.bindResponse(this.identity.group, responseId, t.outcome.account.id).catch(() => {});
     }
     if (ev.terminal) {
       // The client may send its next request as soon as it reads this event (Codex and the SDK
       // do): the slot and the in-flight flag are freed now, not after the turn's bookkeeping.
-      t.resolve({ kind: 'terminal', ev });
+      this.endTurn(t, { kind: 'terminal', ev });
       this.settleIdle();
     }
   }
@@ -317,7 +338,7 @@ export class ResponsesSession {
     if (conn === this.conn) this.conn = null;
     const t = this.turn;
     if (t && t.conn === conn) {
-      t.resolve(t.forwarded === 0 ? { kind: 'failed_before_output', failure: connectFailure('upstream closed before the first event') } : { kind: 'broken' });
+      this.endTurn(t, t.forwarded === 0 ? { kind: 'failed_before_output', failure: connectFailure('upstream closed before the first event') } : { kind: 'broken' });
     }
   }
 
@@ -359,43 +380,91 @@ export class ResponsesSession {
     return { sentAt, sent: !this.closed && conn.send(frame.raw) };
   }
 
-  /** Sends the frame on `conn` (unless `presend` says it went already) and resolves when the turn ends there. */
-  private attempt(frame: CreateFrame, account: AccountConfig, conn: UpstreamWs, lease: SlotLease, presend?: Presend): Promise<AttemptResult> {
-    return new Promise<AttemptResult>((resolve) => {
-      // The frame leaves first; the turn's state is set up after it, in the same tick, so no
-      // upstream event can arrive before it (they come in later callbacks).
-      const { sentAt, sent } = presend ?? this.sendFrame(conn, frame);
-      if (sent && this.pendingCancel !== null) {
-        conn.send(this.pendingCancel);
-        this.pendingCancel = null;
-      }
-      const turn: ActiveTurn = {
-        conn,
-        account,
-        lease,
-        sentAt,
-        ttftMs: null,
-        forwarded: 0,
-        responseId: null,
-        idleTimer: null,
-        resolve: (r) => {
-          if (this.turn !== turn) return;
-          this.turn = null;
-          if (turn.idleTimer) clearTimeout(turn.idleTimer);
-          resolve({ ...r, ttftMs: turn.ttftMs, responseId: turn.responseId });
-        },
-      };
-      this.turn = turn;
-      if (this.closed) return turn.resolve({ kind: 'client_gone' });
-      // Codex's stream_idle_timeout: an upstream gone quiet must not hold the session and its slot
-      // forever. The socket is closed first, so late events of this turn never reach the client.
-      turn.idleTimer = setTimeout(() => {
-        if (conn === this.conn) this.dropUpstream();
-        else conn.close(1000);
-        turn.resolve({ kind: 'upstream_timeout' });
-      }, this.deps.config().websocket.upstreamIdleTimeoutMs);
-      if (!sent) turn.resolve({ kind: 'failed_before_output', failure: connectFailure('upstream socket closed') });
-    });
+  /** Sends the frame on `conn` and resolves when the turn ends there. */
+  private attempt(frame: CreateFrame, outcome: Acquired, conn: UpstreamWs, turnNo: number): Promise<AttemptResult> {
+    return new Promise<AttemptResult>((resolve) => this.startAttempt(outcome, conn, this.sendFrame(conn, frame), resolve, turnNo, this.turnGen));
+  }
+
+  /** Serves a turn whose frame `presend` says was sent on `conn`: it ends (endTurn) into `onEnd`, or pinnedEnded. */
+  private startAttempt(outcome: Acquired, conn: UpstreamWs, presend: Presend, onEnd: ActiveTurn['onEnd'], turnNo: number, gen: number): void {
+    // The frame left first; the turn's state is set up after it, in the same tick, so no
+    // upstream event can arrive before it (they come in later callbacks).
+    const sent = presend.sent;
+    if (sent && this.pendingCancel !== null) {
+      conn.send(this.pendingCancel);
+      this.pendingCancel = null;
+    }
+    const turn: ActiveTurn = { conn, outcome, sentAt: presend.sentAt, ttftMs: null, forwarded: 0, responseId: null, idleTimer: null, onEnd, turnNo, gen };
+    this.turn = turn;
+    if (this.closed) return this.endTurn(turn, { kind: 'client_gone' });
+    // Codex's stream_idle_timeout: an upstream gone quiet must not hold the session and its slot
+    // forever. (Arguments, not a closure: the timer holds nothing the turn does not.)
+    turn.idleTimer = setTimeout(ResponsesSession.upstreamWentQuiet, this.deps.config().websocket.upstreamIdleTimeoutMs, this, turn);
+    if (!sent) this.endTurn(turn, { kind: 'failed_before_output', failure: connectFailure('upstream socket closed') });
+  }
+
+  /** The turn's upstream sent nothing for upstreamIdleTimeoutMs: its socket is closed first, so late events never reach the client. */
+  private static upstreamWentQuiet(session: ResponsesSession, turn: ActiveTurn): void {
+    if (turn.conn === session.conn) session.dropUpstream();
+    else turn.conn.close(1000);
+    session.endTurn(turn, { kind: 'upstream_timeout' });
+  }
+
+  /** Ends the turn in flight (once: a later end of the same turn is ignored). */
+  private endTurn(turn: ActiveTurn, end: AttemptEnd): void {
+    if (this.turn !== turn) return;
+    this.turn = null;
+    if (turn.idleTimer) clearTimeout(turn.idleTimer);
+    const result: AttemptResult = { ...end, ttftMs: turn.ttftMs, responseId: turn.responseId };
+    if (turn.onEnd) turn.onEnd(result);
+    else this.pinnedEnded(turn, result);
+  }
+
+  /**
+   * A chained `store:false` turn whose socket holds the chain, with its slot free now (in-process
+   * store): its frame goes upstream in the tick it arrived in, ahead of its schedule request,
+   * decision and lease, built after it; the turn is then one ActiveTurn record, no promise. False:
+   * runTurn serves the frame (not chained, bridged, chain lost, or the slot must be waited for).
+   */
+  private startPinnedNow(frame: CreateFrame, model: string, gen: number): boolean {
+    const prev = frame.previousResponseId;
+    if (prev === null || frame.store) return false;
+    const conn = this.conn;
+    if (!conn || !conn.alive || !conn.holdsResponse(prev) || this.bridge?.knows(prev)) return false;
+    const slot = this.deps.scheduler.acquireOnNow?.(conn.account.id, this.identity.group) ?? null;
+    if (slot === null) return false;
+    const presend = this.sendFrame(conn, frame);
+    const turnNo = ++this.turnNo;
+    const outcome = slot.outcome(this.scheduleRequest(frame, model));
+    this.startAttempt(outcome, conn, presend, null, turnNo, gen);
+    return true;
+  }
+
+  /** A turn startPinnedNow started has ended: its bookkeeping, then the session is idle again. */
+  private pinnedEnded(turn: ActiveTurn, result: AttemptResult): void {
+    void releaseQuietly(turn.outcome.lease);
+    const gen = turn.gen;
+    try {
+      const served = this.served(turn.outcome, result, (f) => this.logTurn(turn.turnNo, f), 0);
+      if (!(served instanceof Promise)) return this.pinnedServed(served, gen);
+      served.then(
+        (r) => this.pinnedServed(r, gen),
+        (err: unknown) => this.crashed(err, gen),
+      );
+    } catch (err) {
+      this.crashed(err, gen);
+    }
+  }
+
+  private pinnedServed(result: ServeResult, gen: number): void {
+    // The chain cannot move: drop the socket so the client replays the full history elsewhere.
+    if (result.kind === 'moveable_failure') this.chainLost();
+    if (gen === this.turnGen) this.settleIdle();
+  }
+
+  private chainLost(): void {
+    this.dropUpstream();
+    this.sendError(new RelayError('SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND'));
   }
 
   // ---- one turn ----------------------------------------------------------------------------
@@ -404,16 +473,7 @@ export class ResponsesSession {
     const turnNo = ++this.turnNo;
     const d = this.deps;
     const cfg = d.config();
-    const request = (): ScheduleRequest => ({
-      group: this.identity.group,
-      sessionHash: this.sessionHashOf(frame.body),
-      previousResponseId: frame.previousResponseId,
-      model,
-      requiredTransport: 'ws',
-      excluded: new Set<string>(),
-      fallsBackToHttp: cfg.websocket.httpFallback && d.upstream !== undefined,
-    });
-    const log = (fields: Record<string, unknown>) => d.log.info({ event: 'turn', turn: turnNo, transport: 'ws', ...fields }, 'turn');
+    const log: TurnLog = (fields) => this.logTurn(turnNo, fields);
 
     // A chain the bridge produced lives in the bridge's transcript, not on any upstream socket.
     if (frame.previousResponseId !== null && this.bridge?.knows(frame.previousResponseId)) {
@@ -421,39 +481,26 @@ export class ResponsesSession {
     }
 
     // A store:false chain lives only in the memory of the upstream socket that produced it.
+    // (startPinnedNow serves it when its slot is free at once.)
     if (frame.previousResponseId !== null && !frame.store) {
       const conn = this.conn;
       if (!conn || !conn.alive || !conn.holdsResponse(frame.previousResponseId)) {
         log({ outcome: 'previous_response_not_found', layer: 'previous_response_id' });
         return this.sendError(new RelayError('SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND'));
       }
-      let serving: Promise<ServeResult>;
-      const slot = d.scheduler.acquireOnNow?.(conn.account.id, this.identity.group) ?? null;
-      if (slot !== null) {
-        // In-process store and a free slot, held now: the frame goes upstream in the tick it
-        // arrived in, ahead of the turn's request, decision and lease, built after it.
-        const presend = this.sendFrame(conn, frame);
-        serving = this.serve(frame, slot.outcome(request()), conn, log, 0, presend);
-      } else {
-        const outcome = await d.scheduler.acquireOn(conn.account.id, request(), this.abort.signal);
-        if (outcome.kind === 'refused') return this.refuse(outcome, 0, null, log);
-        serving = this.serve(frame, outcome, conn, log, 0);
-      }
+      const outcome = await d.scheduler.acquireOn(conn.account.id, this.scheduleRequest(frame, model), this.abort.signal);
+      if (outcome.kind === 'refused') return this.refuse(outcome, 0, null, log);
+      const serving = this.serve(frame, outcome, conn, log, 0, turnNo);
       // The frame went upstream in serve's synchronous part, and a pinned turn never needs its
       // parsed body again (no failover, no bridge): a Codex body (instructions, tools, input) is
       // tens of KB of objects that would otherwise live, and be copied by every scavenge, for as
       // long as the response streams.
       frame.body = RELEASED_BODY;
-      const result = await serving;
-      if (result.kind === 'moveable_failure') {
-        // The chain cannot move: drop the socket so the client replays the full history elsewhere.
-        this.dropUpstream();
-        this.sendError(new RelayError('SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND'));
-      }
+      if ((await serving).kind === 'moveable_failure') this.chainLost();
       return;
     }
 
-    const req = request();
+    const req = this.scheduleRequest(frame, model);
     const excluded = req.excluded as Set<string>;
     let lastFailure: UpstreamFailure | null = null;
     // A switch is counted when the turn actually lands on another account, not when one fails.
@@ -488,7 +535,7 @@ export class ResponsesSession {
         }
         conn = opened.conn;
       }
-      const result = await this.serve(frame, outcome, conn, log, switches);
+      const result = await this.serve(frame, outcome, conn, log, switches, turnNo);
       if (result.kind === 'done') return;
       lastFailure = result.failure;
       if (!this.mayMove(lastFailure, switches, cfg)) return this.allFailed(lastFailure);
@@ -498,6 +545,23 @@ export class ResponsesSession {
       excluded.add(outcome.account.id);
       switchingFrom = outcome.account.id;
     }
+  }
+
+  private scheduleRequest(frame: CreateFrame, model: string): ScheduleRequest {
+    const d = this.deps;
+    return {
+      group: this.identity.group,
+      sessionHash: this.sessionHashOf(frame.body),
+      previousResponseId: frame.previousResponseId,
+      model,
+      requiredTransport: 'ws',
+      excluded: new Set<string>(),
+      fallsBackToHttp: d.config().websocket.httpFallback && d.upstream !== undefined,
+    };
+  }
+
+  private logTurn(turnNo: number, fields: Record<string, unknown>): void {
+    this.deps.log.info({ event: 'turn', turn: turnNo, transport: 'ws', ...fields }, 'turn');
   }
 
   /**
@@ -560,35 +624,38 @@ export class ResponsesSession {
    * Runs one attempt with an acquired slot, releases the slot, reports the result.
    * Returns 'moveable_failure' when the upstream failed before anything reached the client.
    */
-  private async serve(
-    frame: CreateFrame,
-    outcome: Extract<ScheduleOutcome, { kind: 'acquired' }>,
-    conn: UpstreamWs,
-    log: (f: Record<string, unknown>) => void,
-    switches: number,
-    presend?: Presend,
-  ): Promise<ServeResult> {
-    const d = this.deps;
-    const account = outcome.account;
+  private async serve(frame: CreateFrame, outcome: Acquired, conn: UpstreamWs, log: TurnLog, switches: number, turnNo: number): Promise<ServeResult> {
     let result: AttemptResult;
     try {
-      result = await this.attempt(frame, account, conn, outcome.lease, presend);
+      result = await this.attempt(frame, outcome, conn, turnNo);
     } finally {
       await releaseQuietly(outcome.lease);
     }
+    return this.served(outcome, result, log, switches);
+  }
+
+  /**
+   * An attempt's bookkeeping once its slot is released: scheduler report, log line, metrics. A
+   * promise only where an account action must land first (an upstream failure).
+   */
+  private served(outcome: Acquired, result: AttemptResult, log: TurnLog, switches: number): ServeResult | Promise<ServeResult> {
+    const d = this.deps;
+    const account = outcome.account;
     const base = { account: account.id, layer: outcome.decision.layer, reason: outcome.decision.transportReason, switches, waitedMs: outcome.waitedMs };
     const ttft = result.ttftMs;
     if (result.kind === 'client_gone') {
       log({ ...base, outcome: 'client_gone' });
       d.bus.emit({ type: 'turn', account: account.id, transport: 'ws', outcome: 'client_gone', ttftMs: null });
-      return { kind: 'done' };
+      return DONE;
     }
     if (result.kind === 'failed_before_output') {
-      await applyAccountAction(d.scheduler, account.id, result.failure);
-      d.scheduler.reportResult(account.id, false, null);
-      log({ ...base, outcome: 'upstream_failed', detail: result.failure.detail });
-      d.bus.emit({ type: 'turn', account: account.id, transport: 'ws', outcome: 'upstream_error', ttftMs: null });
-      return { kind: 'moveable_failure', failure: result.failure };
+      const failure = result.failure;
+      return applyAccountAction(d.scheduler, account.id, failure).then((): ServeResult => {
+        d.scheduler.reportResult(account.id, false, null);
+        log({ ...base, outcome: 'upstream_failed', detail: failure.detail });
+        d.bus.emit({ type: 'turn', account: account.id, transport: 'ws', outcome: 'upstream_error', ttftMs: null });
+        return { kind: 'moveable_failure', failure };
+      });
     }
     if (result.kind === 'broken' || result.kind === 'upstream_timeout') {
       const broken = result.kind === 'broken';
@@ -596,30 +663,33 @@ export class ResponsesSession {
       log({ ...base, outcome: broken ? 'upstream_broken' : 'upstream_timeout', ttftMs: ttft });
       d.bus.emit({ type: 'turn', account: account.id, transport: 'ws', outcome: 'upstream_error', ttftMs: ttft });
       this.sendError(new RelayError(broken ? 'SY_ERR_UPSTREAM_FAILED' : 'SY_ERR_UPSTREAM_TIMEOUT'));
-      return { kind: 'done' };
+      return DONE;
     }
     const ev = result.ev;
-    const outcomeName = ev.outcome ?? 'completed';
-    if (ev.outcome === 'failed' || ev.outcome === 'error') {
-      const f = this.errorFailure(ev);
-      if (f.action.kind !== 'none') {
-        await applyAccountAction(d.scheduler, account.id, f);
-        d.scheduler.reportResult(account.id, false, ttft);
-      }
-    } else {
+    const ended = (): ServeResult => {
+      const outcomeName = ev.outcome ?? 'completed';
+      log({ ...base, outcome: outcomeName, ttftMs: ttft === null ? null : Math.round(ttft * 10) / 10, responseId: result.responseId });
+      d.bus.emit({ type: 'turn', account: account.id, transport: 'ws', outcome: outcomeName, ttftMs: ttft });
+      this.flushMessageCounts();
+      return DONE;
+    };
+    if (ev.outcome !== 'failed' && ev.outcome !== 'error') {
       d.scheduler.reportResult(account.id, true, ttft);
+      return ended();
     }
-    log({ ...base, outcome: outcomeName, ttftMs: ttft === null ? null : Math.round(ttft * 10) / 10, responseId: result.responseId });
-    d.bus.emit({ type: 'turn', account: account.id, transport: 'ws', outcome: outcomeName, ttftMs: ttft });
-    this.flushMessageCounts();
-    return { kind: 'done' };
+    const f = this.errorFailure(ev);
+    if (f.action.kind === 'none') return ended();
+    return applyAccountAction(d.scheduler, account.id, f).then(() => {
+      d.scheduler.reportResult(account.id, false, ttft);
+      return ended();
+    });
   }
 
   private refuse(
     outcome: Extract<ScheduleOutcome, { kind: 'refused' }>,
     switches: number,
     lastFailure: UpstreamFailure | null,
-    log: (f: Record<string, unknown>) => void,
+    log: TurnLog,
   ): void {
     if (outcome.reason === 'aborted') return;
     log({ layer: outcome.decision.layer, outcome: 'refused', reason: outcome.reason, switches });
@@ -634,6 +704,7 @@ export class ResponsesSession {
 }
 
 const RELEASED_BODY: Record<string, unknown> = Object.freeze({});
+const DONE: ServeResult = Object.freeze({ kind: 'done' });
 
 async function releaseQuietly(lease: SlotLease): Promise<void> {
   try {

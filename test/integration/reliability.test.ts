@@ -221,6 +221,89 @@ describe('upstream faults', () => {
   });
 });
 
+// A chained store:false turn is served on the socket that holds its chain, with no promise of its
+// own when its slot is free at once (ResponsesSession.startPinnedNow): every way it can end.
+describe('faults on a chained turn (served on the socket that holds its chain)', () => {
+  /** A session with one completed turn: the next turn chains on it. */
+  async function chained(p: Pool, sessionId: string): Promise<{ c: Awaited<ReturnType<typeof connect>>; chain: (text: string) => Record<string, unknown> }> {
+    const c = await connect(p.relay.wsUrl, { key: KEY, headers: { 'session-id': sessionId } });
+    const first = await c.turn(turn('first'));
+    expect(first.terminal.type).toBe('response.completed');
+    return { c, chain: (text) => ({ ...turn(text), previous_response_id: first.responseId }) };
+  }
+  const turnLogs = (p: Pool) => p.relay.logs.filter((l) => l.includes('"event":"turn"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+  it('the upstream hangs: upstream_timeout, slot released, socket closed, and the session serves a new chain', async () => {
+    const p = await setup([{ name: 'a' }]);
+    const { c, chain } = await chained(p, 'pin-hang');
+    injectUpstreamFault(p.sim, 'a', { kind: 'hang' });
+    c.send(chain('are you there?'));
+    expect(await readOutcome(c, IDLE_MS + 4000)).toMatchObject({ kind: 'error', code: 'upstream_timeout', status: 504 });
+    await slotsReleased(p.relay);
+    await eventually(() => p.sim.account('a').openSockets === 0, 4000, 'upstream socket closed');
+    expect(turnLogs(p).at(-1)).toMatchObject({ outcome: 'upstream_timeout', layer: 'previous_response_id', turn: 2 });
+    healUpstream(p.sim, 'a');
+    expect((await c.turn(turn('new chain'))).terminal.type).toBe('response.completed');
+    c.close();
+  });
+
+  it('a rate-limit error before any output: previous_response_not_found (the chain cannot move), socket dropped, account cooled down', async () => {
+    const p = await setup([{ name: 'a' }, { name: 'b' }], { scheduler: { stickySessionTtlSeconds: 1 } });
+    const { c, chain } = await chained(p, 'pin-429');
+    const served = p.sim.account('a').turns === 1 ? 'a' : 'b';
+    injectUpstreamFault(p.sim, served, { kind: 'rate_limit_storm', retryAfterSeconds: 30 });
+    c.send(chain('again'));
+    expect(await readOutcome(c, 4000)).toMatchObject({ kind: 'error', code: 'previous_response_not_found', events: 1 });
+    await slotsReleased(p.relay);
+    await eventually(() => p.sim.account(served).openSockets === 0, 4000, 'upstream socket dropped');
+    expect(turnLogs(p).at(-1)).toMatchObject({ outcome: 'upstream_failed', layer: 'previous_response_id', account: served });
+    // The client replays its history unchained: the cooled-down account is passed over.
+    const other = served === 'a' ? 'b' : 'a';
+    expect((await c.turn(turn('replayed'))).terminal.type).toBe('response.completed');
+    expect(turnLogs(p).at(-1)).toMatchObject({ outcome: 'completed', account: other });
+    c.close();
+  });
+
+  it('the upstream drops mid-stream: the events so far, then upstream_error; the slot is released', async () => {
+    const p = await setup([{ name: 'a', deltaCount: 6, deltaIntervalMs: 5 }]);
+    const { c, chain } = await chained(p, 'pin-drop');
+    injectUpstreamFault(p.sim, 'a', { kind: 'close_mid_stream', afterDeltas: 2 });
+    c.send(chain('break please'));
+    const o = await readOutcome(c, 5000);
+    expect(o).toMatchObject({ kind: 'error', code: 'upstream_error', status: 502 });
+    expect(o.events).toBeGreaterThan(2);
+    await slotsReleased(p.relay);
+    expect(turnLogs(p).at(-1)).toMatchObject({ outcome: 'upstream_broken', layer: 'previous_response_id' });
+    c.close();
+  });
+
+  it('the client vanishes mid-stream: slot released, upstream socket closed, turn logged client_gone', async () => {
+    const p = await setup([{ name: 'a', deltaCount: 40, deltaIntervalMs: 20 }]);
+    const { c, chain } = await chained(p, 'pin-vanish');
+    c.send(chain('long answer'));
+    expect((await c.next(4000))?.type).toBe('response.created');
+    vanish(c);
+    await slotsReleased(p.relay);
+    await eventually(() => p.sim.account('a').openSockets === 0, 4000, 'upstream socket closed');
+    await eventually(() => turnLogs(p).at(-1)?.outcome === 'client_gone', 4000, 'client_gone logged');
+    await stillServes(p);
+  });
+
+  it('a response.failed (server error) is forwarded and logged, and the chain goes on from its last completed response', async () => {
+    const p = await setup([{ name: 'a' }]);
+    const { c, chain } = await chained(p, 'pin-failed');
+    injectUpstreamFault(p.sim, 'a', { kind: 'failed_responses', rate: 1 });
+    const failed = await c.turn(chain('fail please'));
+    expect(failed.terminal.type).toBe('response.failed');
+    await eventually(() => turnLogs(p).at(-1)?.outcome === 'failed', 4000, 'failed logged');
+    await slotsReleased(p.relay);
+    healUpstream(p.sim, 'a');
+    // A failed response is not kept on the socket: the chain goes on from the last completed one.
+    expect((await c.turn(chain('after the failure'))).terminal.type).toBe('response.completed');
+    c.close();
+  });
+});
+
 describe('client faults', () => {
   it('a client that stops reading: the upstream is paused (bounded buffer), others are served, the idle timeout frees the slot', async () => {
     const big = 'x'.repeat(1024);
