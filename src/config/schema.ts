@@ -93,7 +93,7 @@ export const schedulerSchema = mapping({
   topK: positiveInt().default(7).describe('Load balance keeps this many best-scored accounts, then picks among them by weighted random.'),
   weights: weightsSchema.describe('Load-balance score weights; finite, >= 0, with a positive sum.'),
   stickySessionTtlSeconds: positiveInt().default(3600).describe('Lifetime of a session -> account binding; every hit refreshes it.'),
-  responseBindingTtlSeconds: positiveInt().default(3600).describe('Lifetime of a response id -> account binding (previous_response_id routing).'),
+  responseBindingTtlSeconds: positiveInt().default(3600).describe('Lifetime of a response id -> account binding (previous_response_id routing). Only responses of store:true requests are bound: a store:false one can be chained on its own upstream socket alone.'),
   stickyWait: waitSchema(45_000, 3).describe('Queueing on a busy sticky account.'),
   fallbackWait: waitSchema(30_000, 100).describe('Queueing on the load-balance pick when no account has a free slot.'),
   stickyEscape: mapping({

@@ -244,6 +244,7 @@ export function createHttpResponsesHandler(deps: HttpResponsesDeps): RequestHand
         body: read.body,
         headers,
         stream: parsed.stream,
+        store: parsed.body.store !== false,
         signal: abort.signal,
         onWait,
       },

@@ -207,6 +207,7 @@ export class HttpBridge {
         signal: AbortSignal.any([d.signal, cancel]),
         cancelled: () => cancel.aborted && !d.signal.aborted,
         collectItems: true,
+        store: plan.body.store !== false,
       },
       { start: () => undefined, event: (_name, data) => d.send(data) },
     );

@@ -39,6 +39,11 @@ export interface HttpTurnSpec {
   onWait?: () => void;
   /** Collect `response.output_item.done` items (the bridge's transcript needs them). */
   collectItems?: boolean;
+  /**
+   * The request's `store` (true unless the body says false): only a stored response can be chained
+   * from another socket or request, so only its id is bound to the account (storesResponse).
+   */
+  store: boolean;
 }
 
 export interface HttpTurnSink {
@@ -249,7 +254,7 @@ async function serve(
       if (ev.output && ttftMs === null) ttftMs = performance.now() - sentAt;
       if (ev.responseId !== null && ev.responseId !== responseId) {
         responseId = ev.responseId;
-        deps.scheduler.bindResponse(spec.request.group, responseId, account.id).catch(() => undefined);
+        if (spec.store) deps.scheduler.bindResponse(spec.request.group, responseId, account.id).catch(() => undefined);
       }
       if (spec.collectItems && ev.type === 'response.output_item.done') {
         const done = parseObject(item.data)?.item;
@@ -314,7 +319,7 @@ async function finishJson(
 ): Promise<Attempt> {
   const json = parseObject(body);
   const responseId = typeof json?.id === 'string' ? json.id : null;
-  if (responseId !== null) deps.scheduler.bindResponse(spec.request.group, responseId, accountId).catch(() => undefined);
+  if (responseId !== null && spec.store) deps.scheduler.bindResponse(spec.request.group, responseId, accountId).catch(() => undefined);
   const st = typeof json?.status === 'string' ? json.status : 'completed';
   const outcome = st === 'failed' || st === 'incomplete' || st === 'cancelled' ? st : 'completed';
   const err = json?.error !== null && typeof json?.error === 'object' ? (json.error as Record<string, unknown>) : null;

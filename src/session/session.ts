@@ -66,6 +66,8 @@ interface ActiveTurn {
   /** websocket.upstreamIdleTimeoutMs, re-armed by every upstream event of the turn. */
   idleTimer: NodeJS.Timeout | null;
   onEnd: ((r: AttemptResult) => void) | null;
+  /** The request's `store`: only a stored response's id is bound to the account (a `store:false` one lives on this socket alone). */
+  store: boolean;
   turnNo: number;
   /** The session's turn generation when this turn began (see ResponsesSession.turnGen). */
   gen: number;
@@ -323,7 +325,7 @@ export class ResponsesSession {
     if (responseId !== null && responseId !== t.responseId) {
       t.responseId = responseId;
       conn.rememberResponse(responseId);
-      this.deps.scheduler.bindResponse(this.identity.group, responseId, t.outcome.account.id).catch(() => {});
+      if (t.store) this.deps.scheduler.bindResponse(this.identity.group, responseId, t.outcome.account.id).catch(() => {});
     }
     if (ev.terminal) {
       // The client may send its next request as soon as it reads this event (Codex and the SDK
@@ -382,11 +384,11 @@ export class ResponsesSession {
 
   /** Sends the frame on `conn` and resolves when the turn ends there. */
   private attempt(frame: CreateFrame, outcome: Acquired, conn: UpstreamWs, turnNo: number): Promise<AttemptResult> {
-    return new Promise<AttemptResult>((resolve) => this.startAttempt(outcome, conn, this.sendFrame(conn, frame), resolve, turnNo, this.turnGen));
+    return new Promise<AttemptResult>((resolve) => this.startAttempt(frame, outcome, conn, this.sendFrame(conn, frame), resolve, turnNo, this.turnGen));
   }
 
   /** Serves a turn whose frame `presend` says was sent on `conn`: it ends (endTurn) into `onEnd`, or pinnedEnded. */
-  private startAttempt(outcome: Acquired, conn: UpstreamWs, presend: Presend, onEnd: ActiveTurn['onEnd'], turnNo: number, gen: number): void {
+  private startAttempt(frame: CreateFrame, outcome: Acquired, conn: UpstreamWs, presend: Presend, onEnd: ActiveTurn['onEnd'], turnNo: number, gen: number): void {
     // The frame left first; the turn's state is set up after it, in the same tick, so no
     // upstream event can arrive before it (they come in later callbacks).
     const sent = presend.sent;
@@ -394,7 +396,7 @@ export class ResponsesSession {
       conn.send(this.pendingCancel);
       this.pendingCancel = null;
     }
-    const turn: ActiveTurn = { conn, outcome, sentAt: presend.sentAt, ttftMs: null, forwarded: 0, responseId: null, idleTimer: null, onEnd, turnNo, gen };
+    const turn: ActiveTurn = { conn, outcome, sentAt: presend.sentAt, ttftMs: null, forwarded: 0, responseId: null, idleTimer: null, onEnd, store: frame.store, turnNo, gen };
     this.turn = turn;
     if (this.closed) return this.endTurn(turn, { kind: 'client_gone' });
     // Codex's stream_idle_timeout: an upstream gone quiet must not hold the session and its slot
@@ -436,7 +438,7 @@ export class ResponsesSession {
     const presend = this.sendFrame(conn, frame);
     const turnNo = ++this.turnNo;
     const outcome = slot.outcome(this.scheduleRequest(frame, model));
-    this.startAttempt(outcome, conn, presend, null, turnNo, gen);
+    this.startAttempt(frame, outcome, conn, presend, null, turnNo, gen);
     return true;
   }
 

@@ -6,6 +6,7 @@ import { startSimUpstream, type SimAccountInit, type SimUpstream } from '../../s
 import type { RelayEvent } from '../../src/observability/events.js';
 import { TEXT_TURN_EVENTS } from '../helpers/ws-client.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
+import { eventually } from '../helpers/pool.js';
 import { codexAvailable, DEFAULT_CODEX_KEY, runCodex } from '../helpers/codex.js';
 
 const KEY = 'sk-sy-http-client';
@@ -112,6 +113,21 @@ describe('HTTP Responses with the openai SDK', () => {
     const turn = events.find((e) => e.type === 'turn');
     expect(turn).toMatchObject({ account: 'a', transport: 'http', outcome: 'completed' });
     expect((turn as { ttftMs: number | null }).ttftMs).not.toBeNull();
+  });
+});
+
+describe('HTTP response bindings', () => {
+  it('a stored response is bound to its account and chained there; a store:false one, which nothing can chain from, is not bound', async () => {
+    const { sim, relay } = await setup([{ name: 'a' }, { name: 'b' }]);
+    const group = relay.app.config().clients[0].group;
+    const unstored = await (await post(relay, { model: 'gpt-5.5', store: false, stream: false, input: 'x' })).json();
+    const stored = await (await post(relay, { model: 'gpt-5.5', stream: true, input: 'y' })).text();
+    const storedId = parseSse(stored).data.find((e) => e.type === 'response.completed')!.response.id as string;
+    const owner = sim.responseOwner(storedId)!.account;
+    await eventually(async () => (await relay.app.store.getResponseBinding(group, storedId)) === owner, 2000, 'stored response bound');
+    expect(await relay.app.store.getResponseBinding(group, unstored.id)).toBeNull();
+    const chained = await (await post(relay, { model: 'gpt-5.5', stream: false, previous_response_id: storedId, input: 'z' })).json();
+    expect(sim.responseOwner(chained.id)!.account).toBe(owner);
   });
 });
 

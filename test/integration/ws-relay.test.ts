@@ -120,6 +120,20 @@ describe('WebSocket relay: turns, chaining and pinning', () => {
     }
   });
 
+  it('binds a stored response to its account; a store:false one, which lives on its upstream socket alone, is not bound', async () => {
+    const { sim, relay } = await setup([{ name: 'a' }, { name: 'b' }]);
+    const group = relay.app.config().clients[0].group;
+    const c = await connect(relay.wsUrl, { key: KEY });
+    const unstored = await c.turn({ model: 'm', store: false, input: userMessage('not kept') });
+    const chained = await c.turn({ model: 'm', store: false, previous_response_id: unstored.responseId, input: userMessage('still not kept') });
+    const stored = await c.turn({ model: 'm', store: true, input: userMessage('kept') });
+    const owner = sim.responseOwner(stored.responseId!)!.account;
+    await eventually(async () => (await relay.app.store.getResponseBinding(group, stored.responseId!)) === owner, 2000, 'stored response bound');
+    expect(await relay.app.store.getResponseBinding(group, unstored.responseId!)).toBeNull();
+    expect(await relay.app.store.getResponseBinding(group, chained.responseId!)).toBeNull();
+    c.close();
+  });
+
   it('never opens a WebSocket to an account with transport: http', async () => {
     const { sim, relay } = await setup([{ name: 'ws1' }, { name: 'httponly', relay: { transport: 'http', priority: 0 } }]);
     for (let i = 0; i < 8; i++) {
