@@ -120,13 +120,13 @@ describe('HTTP response bindings', () => {
   it('a stored response is bound to its account and chained there; a store:false one, which nothing can chain from, is not bound', async () => {
     const { sim, relay } = await setup([{ name: 'a' }, { name: 'b' }]);
     const group = relay.app.config().clients[0].group;
-    const unstored = await (await post(relay, { model: 'gpt-5.5', store: false, stream: false, input: 'x' })).json();
+    const unstored = (await (await post(relay, { model: 'gpt-5.5', store: false, stream: false, input: 'x' })).json()) as { id: string };
     const stored = await (await post(relay, { model: 'gpt-5.5', stream: true, input: 'y' })).text();
     const storedId = parseSse(stored).data.find((e) => e.type === 'response.completed')!.response.id as string;
     const owner = sim.responseOwner(storedId)!.account;
     await eventually(async () => (await relay.app.store.getResponseBinding(group, storedId)) === owner, 2000, 'stored response bound');
     expect(await relay.app.store.getResponseBinding(group, unstored.id)).toBeNull();
-    const chained = await (await post(relay, { model: 'gpt-5.5', stream: false, previous_response_id: storedId, input: 'z' })).json();
+    const chained = (await (await post(relay, { model: 'gpt-5.5', stream: false, previous_response_id: storedId, input: 'z' })).json()) as { id: string };
     expect(sim.responseOwner(chained.id)!.account).toBe(owner);
   });
 });
