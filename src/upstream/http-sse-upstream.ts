@@ -1,6 +1,7 @@
 // Shell: the HTTP/SSE upstream (SPEC §3, §4). One keep-alive undici Pool per account origin;
 // `POST <baseUrl>/responses` with the account's credential; an SSE answer is decoded with
 // eventsource-parser into classified events. Never logs, returns or echoes the account key.
+import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { Pool, type Dispatcher } from 'undici';
 import type { AccountConfig, Config } from '../config/schema.js';
@@ -184,7 +185,17 @@ const MAX_QUEUED_EVENTS = 64;
  */
 async function* sseEvents(body: BodySource): AsyncGenerator<readonly SseItem[]> {
   const queue: EventSourceMessage[] = [];
-  const decoder = new TextDecoder();
+  // StringDecoder, not TextDecoder: per chunk of a few events, TextDecoder's streaming decode
+  // costs 4-10 times as much here. Both keep a character split across chunks whole; unlike
+  // TextDecoder, StringDecoder leaves a leading byte order mark, which the SSE format drops.
+  const decoder = new StringDecoder('utf8');
+  let first = true;
+  const text = (chunk: Buffer): string => {
+    const t = decoder.write(chunk);
+    if (!first || t === '') return t;
+    first = false;
+    return t.charCodeAt(0) === 0xfeff ? t.slice(1) : t;
+  };
   let terminal = false;
   let ended = false;
   let failure: UpstreamFailure | null = null;
@@ -198,13 +209,13 @@ async function* sseEvents(body: BodySource): AsyncGenerator<readonly SseItem[]> 
   body.attach({
     data(chunk) {
       if (terminal) return;
-      parser.feed(decoder.decode(chunk, { stream: true }));
+      parser.feed(text(chunk));
       if (queue.length >= MAX_QUEUED_EVENTS) body.pause();
       notify();
     },
     end() {
       if (!terminal) {
-        parser.feed(decoder.decode());
+        parser.feed(decoder.end());
         parser.reset({ consume: true });
       }
       ended = true;
