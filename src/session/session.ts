@@ -44,7 +44,7 @@ type AttemptResult = AttemptEnd & { ttftMs: number | null; responseId: string | 
 type ServeResult = { kind: 'done' } | { kind: 'moveable_failure'; failure: UpstreamFailure };
 type Acquired = Extract<ScheduleOutcome, { kind: 'acquired' }>;
 type TurnLog = (fields: Record<string, unknown>) => void;
-/** A frame sent before its turn's bookkeeping (a pinned turn's slot was free): when, and whether it went. */
+/** A turn's frame sent upstream (before the turn's record is built): when, and whether it went. */
 interface Presend {
   sentAt: number;
   sent: boolean;
