@@ -200,7 +200,9 @@ export class HttpIngress {
   }
 
   private serverOnUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', () => socket.destroy());
+    // A function of its own, not a closure: a closure here would share this call's context, which
+    // holds the upgrade request (for startSession), and so keep it for the socket's life.
+    socket.on('error', destroyOnError);
     const path = (req.url ?? '/').split('?')[0];
     const d = this.deps;
     const isResponses = RESPONSES_PATHS.has(path);
@@ -271,7 +273,9 @@ export class HttpIngress {
         scheduler: d.scheduler,
         clock: d.clock,
         bus: d.bus,
-        log: d.log.child({ session: id }),
+        // The root logger: the session puts its id in its own lines. A pino child per session
+        // would cost about a kilobyte of heap for as long as the session lives.
+        log: d.log,
         sessionHash: d.sessionHash,
         upstream: d.upstream,
         onClosed: (s) => {
@@ -284,3 +288,7 @@ export class HttpIngress {
   }
 }
 
+/** An upgrading socket's `error` listener (`this` is the socket). */
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}

@@ -109,7 +109,7 @@ export class ResponsesSession {
     this.socket?.on('drain', () => this.clientOnDrain());
     this.firstTimer = setTimeout(() => this.fail('SY_ERR_FIRST_MESSAGE_TIMEOUT'), wsCfg.firstMessageTimeoutMs);
     deps.bus.emit({ type: 'gauge', name: 'ws_sessions_active', delta: 1 });
-    deps.log.info({ event: 'session_start', client: identity.clientName, group: identity.group }, 'session start');
+    deps.log.info({ event: 'session_start', session: identity.id, client: identity.clientName, group: identity.group }, 'session start');
   }
 
   /** True while a turn is being scheduled or served. */
@@ -176,7 +176,7 @@ export class ResponsesSession {
 
   /** A bug, not an upstream or client failure: the turn ends with an internal error. */
   private crashed(err: unknown, gen: number | null): void {
-    this.deps.log.error({ err: err instanceof Error ? err.message : String(err) }, 'turn crashed');
+    this.deps.log.error({ session: this.identity.id, err: err instanceof Error ? err.message : String(err) }, 'turn crashed');
     this.fail('SY_ERR_INTERNAL');
     if (gen === this.turnGen) this.settleIdle();
   }
@@ -216,7 +216,7 @@ export class ResponsesSession {
     const d = this.deps;
     d.bus.emit({ type: 'gauge', name: 'ws_sessions_active', delta: -1 });
     this.flushMessageCounts();
-    d.log.info({ event: 'session_end', turns: this.turnNo, durationMs: d.clock.now() - this.startedAt }, 'session end');
+    d.log.info({ event: 'session_end', session: this.identity.id, turns: this.turnNo, durationMs: d.clock.now() - this.startedAt }, 'session end');
     d.onClosed(this);
   }
 
@@ -563,7 +563,7 @@ export class ResponsesSession {
   }
 
   private logTurn(turnNo: number, fields: Record<string, unknown>): void {
-    this.deps.log.info({ event: 'turn', turn: turnNo, transport: 'ws', ...fields }, 'turn');
+    this.deps.log.info({ event: 'turn', session: this.identity.id, turn: turnNo, transport: 'ws', ...fields }, 'turn');
   }
 
   /**
@@ -596,7 +596,7 @@ export class ResponsesSession {
       scheduler: d.scheduler,
       clock: d.clock,
       bus: d.bus,
-      log: d.log,
+      log: d.log.child({ session: id.id }),
       upstream: d.upstream!,
       group: id.group,
       headers: id.headers,

@@ -134,6 +134,20 @@ describe('WebSocket relay: turns, chaining and pinning', () => {
     c.close();
   });
 
+  it('every log line of a session names it: session_start, each turn and session_end carry one session id', async () => {
+    const { relay } = await setup([{ name: 'a' }]);
+    const c = await connect(relay.wsUrl, { key: KEY });
+    const first = await c.turn({ model: 'm', store: false, input: userMessage('one') });
+    await c.turn({ model: 'm', store: false, previous_response_id: first.responseId, input: userMessage('two') });
+    c.close();
+    const lines = () => relay.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => ['session_start', 'turn', 'session_end'].includes(String(r.event)));
+    await eventually(() => lines().some((r) => r.event === 'session_end'), 2000, 'session_end logged');
+    const ids = new Set(lines().map((r) => r.session));
+    expect(lines().map((r) => r.event)).toEqual(['session_start', 'turn', 'turn', 'session_end']);
+    expect(ids.size).toBe(1);
+    expect(typeof [...ids][0]).toBe('string');
+  });
+
   it('never opens a WebSocket to an account with transport: http', async () => {
     const { sim, relay } = await setup([{ name: 'ws1' }, { name: 'httponly', relay: { transport: 'http', priority: 0 } }]);
     for (let i = 0; i < 8; i++) {
