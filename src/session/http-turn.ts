@@ -41,7 +41,7 @@ export interface HttpTurnSpec {
   collectItems?: boolean;
   /**
    * The request's `store` (true unless the body says false): only a stored response can be chained
-   * from another socket or request, so only its id is bound to the account (storesResponse).
+   * from another socket or request, so only its id is bound to the account.
    */
   store: boolean;
 }
