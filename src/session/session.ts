@@ -167,17 +167,21 @@ export class ResponsesSession {
     // (A turn that ended already has armed the idle timer again.)
     if (this.busy) this.clearIdle();
     if (started) return;
-    this.runTurn(frame, model)
-      .catch((err: unknown) => this.crashed(err, null))
-      .finally(() => {
-        if (gen === this.turnGen) this.settleIdle();
-      });
+    this.runTurn(frame, model).then(
+      () => this.settleTurn(gen),
+      (err: unknown) => this.crashed(err, gen),
+    );
   }
 
   /** A bug, not an upstream or client failure: the turn ends with an internal error. */
-  private crashed(err: unknown, gen: number | null): void {
+  private crashed(err: unknown, gen: number): void {
     this.deps.log.error({ session: this.identity.id, err: err instanceof Error ? err.message : String(err) }, 'turn crashed');
     this.fail('SY_ERR_INTERNAL');
+    this.settleTurn(gen);
+  }
+
+  /** Turn `gen` is over: the session is idle again, unless a newer turn owns it already. */
+  private settleTurn(gen: number): void {
     if (gen === this.turnGen) this.settleIdle();
   }
 
@@ -429,10 +433,8 @@ export class ResponsesSession {
    * runTurn serves the frame (not chained, bridged, chain lost, or the slot must be waited for).
    */
   private startPinnedNow(frame: CreateFrame, model: string, gen: number): boolean {
-    const prev = frame.previousResponseId;
-    if (prev === null || frame.store) return false;
-    const conn = this.conn;
-    if (!conn || !conn.alive || !conn.holdsResponse(prev) || this.bridge?.knows(prev)) return false;
+    const conn = this.chainSocket(frame);
+    if (conn === null || conn === 'lost') return false;
     const slot = this.deps.scheduler.acquireOnNow?.(conn.account.id, this.identity.group) ?? null;
     if (slot === null) return false;
     const presend = this.sendFrame(conn, frame);
@@ -440,6 +442,18 @@ export class ResponsesSession {
     const outcome = slot.outcome(this.scheduleRequest(frame, model));
     this.startAttempt(frame, outcome, conn, presend, null, turnNo, gen);
     return true;
+  }
+
+  /**
+   * The upstream socket a chained `store:false` frame must be served on (SPEC §6: the chain lives
+   * in that socket's memory alone); 'lost' when no live socket holds it; null when the frame is
+   * not such a turn (unchained, stored, or chained on a response the bridge produced).
+   */
+  private chainSocket(frame: CreateFrame): UpstreamWs | 'lost' | null {
+    const prev = frame.previousResponseId;
+    if (prev === null || frame.store || this.bridge?.knows(prev)) return null;
+    const conn = this.conn;
+    return conn && conn.alive && conn.holdsResponse(prev) ? conn : 'lost';
   }
 
   /** A turn startPinnedNow started has ended: its bookkeeping, then the session is idle again. */
@@ -461,7 +475,7 @@ export class ResponsesSession {
   private pinnedServed(result: ServeResult, gen: number): void {
     // The chain cannot move: drop the socket so the client replays the full history elsewhere.
     if (result.kind === 'moveable_failure') this.chainLost();
-    if (gen === this.turnGen) this.settleIdle();
+    this.settleTurn(gen);
   }
 
   private chainLost(): void {
@@ -484,15 +498,15 @@ export class ResponsesSession {
 
     // A store:false chain lives only in the memory of the upstream socket that produced it.
     // (startPinnedNow serves it when its slot is free at once.)
-    if (frame.previousResponseId !== null && !frame.store) {
-      const conn = this.conn;
-      if (!conn || !conn.alive || !conn.holdsResponse(frame.previousResponseId)) {
-        log({ outcome: 'previous_response_not_found', layer: 'previous_response_id' });
-        return this.sendError(new RelayError('SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND'));
-      }
-      const outcome = await d.scheduler.acquireOn(conn.account.id, this.scheduleRequest(frame, model), this.abort.signal);
+    const chain = this.chainSocket(frame);
+    if (chain === 'lost') {
+      log({ outcome: 'previous_response_not_found', layer: 'previous_response_id' });
+      return this.sendError(new RelayError('SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND'));
+    }
+    if (chain !== null) {
+      const outcome = await d.scheduler.acquireOn(chain.account.id, this.scheduleRequest(frame, model), this.abort.signal);
       if (outcome.kind === 'refused') return this.refuse(outcome, 0, null, log);
-      const serving = this.serve(frame, outcome, conn, log, 0, turnNo);
+      const serving = this.serve(frame, outcome, chain, log, 0, turnNo);
       // The frame went upstream in serve's synchronous part, and a pinned turn never needs its
       // parsed body again (no failover, no bridge): a Codex body (instructions, tools, input) is
       // tens of KB of objects that would otherwise live, and be copied by every scavenge, for as
