@@ -56,7 +56,6 @@ const streamCounts = values.streams.split(',').map(Number);
 const runs = Math.max(1, Number(values.runs));
 const durationMs = Number(values.seconds) * 1000;
 
-
 await withChildren(async () => {
   const { child: simChild, info } = await BenchChild.fork('sim', 'scripts/bench/sim-child.ts', { args: ['--accounts', String(ACCOUNTS)] });
   const sim = info as unknown as SimInfo;

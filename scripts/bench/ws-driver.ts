@@ -343,6 +343,20 @@ async function openSessions(
   ]);
 }
 
+/**
+ * Calls `go` on each session, the i-th `i × staggerMs / n` ms after the first (its timer pushed
+ * to `timers`, which the caller clears); resolves with what every call resolved to.
+ */
+function staggered<T>(sessions: BenchSession[], staggerMs: number, timers: NodeJS.Timeout[], go: (s: BenchSession) => T | Promise<T>): Promise<T[]> {
+  return Promise.all(
+    sessions.map((s, i) => {
+      const delay = staggerMs > 0 ? (i * staggerMs) / sessions.length : 0;
+      if (delay === 0) return go(s);
+      return new Promise<T>((resolve, reject) => timers.push(setTimeout(() => Promise.resolve(go(s)).then(resolve, reject), delay)));
+    }),
+  );
+}
+
 /** A target's figures from its collector; failed turns are reported on stderr. */
 function phaseResult(target: WsTarget, c: Collector, elapsedMs: number): WsPhaseResult {
   if (c.errorCount > 0) {
@@ -372,12 +386,7 @@ export async function runWsPhase(target: WsTarget, o: WsPhaseOptions, hooks: WsP
   try {
     const warm = o.warmupTurn === true && o.turns > 1;
     await openSessions(target, o.sessions, o.connectConcurrency ?? 100, sessions, limit.promise, (url, headers) => new BenchSession(url, headers, o.turns, c, warm, tail));
-    const stagger = (go: (s: BenchSession) => void) =>
-      sessions.forEach((s, i) => {
-        const delay = o.staggerMs > 0 ? (i * o.staggerMs) / o.sessions : 0;
-        if (delay === 0) go(s);
-        else timers.push(setTimeout(() => go(s), delay));
-      });
+    const stagger = (go: (s: BenchSession) => void) => void staggered(sessions, o.staggerMs, timers, go);
     if (warm) {
       c.measuring = false;
       stagger((s) => s.start());
@@ -426,17 +435,9 @@ export async function runInterleaved(targets: WsTarget[], o: InterleavedOptions,
   const all = targets.map((target) => ({ target, c: new Collector(), sessions: [] as BenchSession[] }));
   const limit = deadline(o.timeoutMs, () => `interleaved: ${all.map((t) => `${t.target.name} ${t.c.turns} turns`).join(', ')}`);
   const timers: NodeJS.Timeout[] = [];
-  const stagger = (sessions: BenchSession[], go: (s: BenchSession) => Promise<void>) =>
-    Promise.all(
-      sessions.map((s, i) => {
-        const delay = o.staggerMs > 0 ? (i * o.staggerMs) / sessions.length : 0;
-        if (delay === 0) return go(s);
-        return new Promise<void>((resolve, reject) => timers.push(setTimeout(() => go(s).then(resolve, reject), delay)));
-      }),
-    );
   // A session that fails rejects `done`: any round waiting on it ends the run at once.
   const round = (t: (typeof all)[number], go: (s: BenchSession) => Promise<void>) =>
-    Promise.race([limit.promise, stagger(t.sessions, (s) => Promise.race([go(s), s.done]))]);
+    Promise.race([limit.promise, staggered(t.sessions, o.staggerMs, timers, (s) => Promise.race([go(s), s.done]))]);
   try {
     for (const t of all) {
       await openSessions(t.target, o.sessions, o.connectConcurrency ?? 100, t.sessions, limit.promise, (url, headers) => new BenchSession(url, headers, STEPPED, t.c, false, tail));
