@@ -15,13 +15,16 @@
 // Every figure is the median over `--runs` runs; the order of targets rotates between runs.
 //
 //   npm run bench:ws -- [--k 1,100,1000] [--runs 3] [--deltas 50] [--profile DIR] [--log-level warn] [--pin]
-//                       [--phases throughput,latency] [--aa | --floor] [--body-kb 32] [--interleave [--rounds N]]
+//                       [--phases throughput,latency] [--aa | --floor | --with-floor] [--body-kb 32] [--interleave [--rounds N]]
 // --profile DIR writes --cpu-prof profiles of both relay processes there. --pin puts the driver
 // and the sim on CPU 0 and the relays on CPU 1 (taskset), for steadier figures. --body-kb N sends
 // Codex-sized request frames (~N KB: developer message and tool schemas every turn) instead of a
 // one-line input. --interleave runs the latency phase with the three targets' sessions open at
 // once and their turns in alternating rounds (ws-driver.ts runInterleaved): every target measured
 // over the same stretch of time; --rounds sets the measured turns per session (default: the plan's).
+// --with-floor adds the floor relay (bare-relay.ts --floor) as a fourth target beside Switchyard,
+// measured in the same runs: its floor_* figures say what of Switchyard's gap to the bare relay
+// any relay that checks its frames pays on this machine at that moment.
 import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { BenchChild, withChildren } from './children.js';
@@ -48,8 +51,7 @@ const ACCOUNTS = 8;
 const CLIENT_KEY = 'sy-bench-client';
 const BETA = 'responses_websockets=2026-02-06';
 const PHASE_TIMEOUT_MS = 120_000;
-const TARGETS = ['direct', 'bare', 'relay'] as const;
-type TargetName = (typeof TARGETS)[number];
+type TargetName = 'direct' | 'bare' | 'relay' | 'floor';
 
 interface SimInfo {
   url: string;
@@ -86,6 +88,8 @@ const { values } = parseArgs({
     // Like --aa, but the second bare relay does the least per-turn work a scheduling relay must do
     // before a frame goes upstream (bare-relay.ts --floor): what any such relay pays here.
     floor: { type: 'boolean', default: false },
+    // The floor relay as a fourth target, beside Switchyard, in the same runs.
+    'with-floor': { type: 'boolean', default: false },
     interleave: { type: 'boolean', default: false },
     rounds: { type: 'string' },
   },
@@ -96,6 +100,9 @@ const ks = values.k.split(',').map(Number);
 for (const k of ks) if (!PLANS[k]) throw new Error(`no plan for K=${k} (known: ${Object.keys(PLANS).join(', ')})`);
 const runs = Math.max(1, Number(values.runs));
 const phases = new Set(values.phases.split(','));
+const withFloor = values['with-floor'];
+if (withFloor && (values.aa || values.floor)) throw new Error('--with-floor measures Switchyard beside the floor; --aa and --floor replace Switchyard');
+const TARGETS: readonly TargetName[] = withFloor ? ['direct', 'bare', 'floor', 'relay'] : ['direct', 'bare', 'relay'];
 
 function relayConfig(sim: SimInfo): Record<string, unknown> {
   return {
@@ -107,14 +114,17 @@ function relayConfig(sim: SimInfo): Record<string, unknown> {
 }
 
 /** `standIn`: the relay under test is a bare relay (--aa, --floor), addressed like the first one. */
-function targets(sim: SimInfo, barePort: number, relayPort: number, standIn: boolean): Record<TargetName, WsTarget> {
+function targets(sim: SimInfo, barePort: number, relayPort: number, standIn: boolean, floorPort: number | null): Record<TargetName, WsTarget> {
   const acct = (i: number) => sim.accounts[i % sim.accounts.length];
   const upstreamHeaders = (i: number) => ({ authorization: `Bearer ${acct(i).key}`, 'openai-beta': BETA, session_id: `bench-${i}` });
+  const bareLike = (name: TargetName, port: number): WsTarget => ({ name, url: (i) => `ws://127.0.0.1:${port}${acct(i).wsPath}`, headers: upstreamHeaders });
   return {
     direct: { name: 'direct', url: (i) => acct(i).wsUrl, headers: upstreamHeaders },
-    bare: { name: 'bare', url: (i) => `ws://127.0.0.1:${barePort}${acct(i).wsPath}`, headers: upstreamHeaders },
+    bare: bareLike('bare', barePort),
+    // Only addressed with --with-floor.
+    floor: bareLike('floor', floorPort ?? 0),
     relay: standIn
-      ? { name: 'relay', url: (i) => `ws://127.0.0.1:${relayPort}${acct(i).wsPath}`, headers: upstreamHeaders }
+      ? bareLike('relay', relayPort)
       : {
           name: 'relay',
           url: () => `ws://127.0.0.1:${relayPort}/v1/responses`,
@@ -153,16 +163,24 @@ await withChildren(async () => {
         args: ['--config', JSON.stringify(relayConfig(sim)), '--log-level', values['log-level']],
         nodeFlags: [...profile, ...extra],
       });
-  if (values.profile) process.stderr.write(`[bench:ws] profiles in ${values.profile}: bare pid ${bare.pid}, ${relay.name} pid ${relay.pid}\n`);
+  const floorRelay = withFloor
+    ? await BenchChild.fork('floor', 'scripts/bench/bare-relay.ts', {
+        args: ['--target', sim.url.replace(/^http/, 'ws'), '--floor'],
+        nodeFlags: [...profile, ...extra],
+      })
+    : null;
+  if (values.profile) process.stderr.write(`[bench:ws] profiles in ${values.profile}: bare pid ${bare.pid}, ${relay.name} pid ${relay.pid}${floorRelay ? `, floor pid ${floorRelay.child.pid}` : ''}\n`);
   if (values.pin) {
-    // The client driver and the sim share CPU 0; the relay under test has CPU 1 to itself (every
-    // thread: main, libuv pool, V8 helpers). Takes the kernel's placement out of the comparison.
-    for (const [pid, cpu] of [[process.pid, 0], [simChild.pid, 0], [bare.pid, 1], [relay.pid, 1]] as const) {
+    // The client driver and the sim share CPU 0; the relays under test have CPU 1 (every thread:
+    // main, libuv pool, V8 helpers), one at a time in the latency phase. Takes the kernel's
+    // placement out of the comparison.
+    const relays = [bare.pid, relay.pid, ...(floorRelay ? [floorRelay.child.pid] : [])];
+    for (const [pid, cpu] of [[process.pid, 0], [simChild.pid, 0], ...relays.map((p) => [p, 1] as const)] as const) {
       execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
     }
   }
-  const all = targets(sim, bareInfo.port as number, relayInfo.port as number, standIn);
-  const servers: Record<TargetName, BenchChild | null> = { direct: null, bare, relay };
+  const all = targets(sim, bareInfo.port as number, relayInfo.port as number, standIn, floorRelay ? (floorRelay.info.port as number) : null);
+  const servers: Record<TargetName, BenchChild | null> = { direct: null, bare, relay, floor: floorRelay?.child ?? null };
 
   const phase = async (name: TargetName, k: number, turns: number, staggerMs: number, withCpu: boolean): Promise<{ r: WsPhaseResult; cpuS: number | null }> => {
     const server = servers[name];
@@ -288,6 +306,21 @@ await withChildren(async () => {
       latency_interval_ms: plan.intervalMs,
       deltas: DELTAS,
       ...(BODY_KB > 0 ? { request_kb: BODY_KB } : {}),
+      ...(withFloor
+        ? {
+            floor_eps: round(med((f) => f.eps.floor), 0),
+            floor_added_p50_ms: round(added('floor', 'p50')),
+            floor_added_p99_ms: round(added('floor', 'p99')),
+            floor_ttfe_later_ms: round(added('floor', 'ttfeLater')),
+            floor_ttfe_later_up_ms: round(added('floor', 'ttfeUp')),
+            floor_ttfe_later_down_ms: round(added('floor', 'ttfeDown')),
+            floor_latency_cpu_s_per_10k: round(med((f) => f.latCpuPer10k.floor)),
+            floor_eps_vs_bare: perRunRatio((f) => f.eps.floor / f.eps.bare),
+            floor_p50_vs_bare: round(added('floor', 'p50') / added('bare', 'p50'), 2),
+            floor_p99_vs_bare: round(added('floor', 'p99') / added('bare', 'p99'), 2),
+            floor_ttfe_later_vs_bare: round(added('floor', 'ttfeLater') / added('bare', 'ttfeLater'), 2),
+          }
+        : {}),
     };
     process.stdout.write(`${JSON.stringify(line)}\n`);
   }
