@@ -7,14 +7,18 @@ import type { Config } from './config/schema.js';
 import { EventBus } from './observability/events.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { MemoryStore } from './state/memory-store.js';
-import { RedisStore } from './state/redis-store.js';
 import { ResilientStore } from './state/resilient-store.js';
 import type { StateStore } from './state/store.js';
 
-/** Redis is wrapped for degraded mode: an unreachable Redis (even at startup) never stops serving. */
+/**
+ * Redis is wrapped for degraded mode: an unreachable Redis (even at startup) never stops serving.
+ * The Redis store (and ioredis, ~2 MB of heap every garbage collection would mark) is loaded only
+ * when the config asks for it.
+ */
 async function buildStore(config: Config, bus: EventBus, logger: Logger): Promise<StateStore> {
   const leaseTtlMs = config.leases.ttlMs;
   if (config.store.kind !== 'redis') return new MemoryStore({ leaseTtlMs });
+  const { RedisStore } = await import('./state/redis-store.js');
   let resilient: ResilientStore | undefined;
   const primary = new RedisStore({
     url: config.store.url,
