@@ -10,9 +10,14 @@
 // Portkey is first probed with one streaming request; when it cannot stream, its error is
 // printed (`portkey_error`) and its figures are null.
 //
-//   npm run bench:http -- [--streams 1,50,200] [--runs 3] [--seconds 4] [--portkey-shim] [--profile DIR]
+//   npm run bench:http -- [--streams 1,50,200] [--runs 3] [--seconds 4] [--portkey-shim] [--profile DIR] [--pin]
 // --profile DIR writes a --cpu-prof profile of the Switchyard process there, and of the bare
-// pass-through under DIR/bare.
+// pass-through under DIR/bare. --pin puts this driver and the sim on CPU 0 and every relay on
+// CPU 1 (taskset, every thread), as bench:ws --pin does: a relay then adds its own CPU to the
+// path instead of taking it from the load generator and the upstream, as in a deployment where
+// clients and OpenAI are other machines. By default all processes share both CPUs, and the
+// machine is saturated, so a relay's rps is bounded by its CPU per request plus theirs.
+import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { BenchChild, withChildren } from './children.js';
 import { runHttpPhase, type HttpTarget } from './http-driver.js';
@@ -50,6 +55,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '4' },
     'portkey-shim': { type: 'boolean', default: false },
     profile: { type: 'string' },
+    pin: { type: 'boolean', default: false },
   },
 });
 const streamCounts = values.streams.split(',').map(Number);
@@ -79,6 +85,11 @@ await withChildren(async () => {
     env: values['portkey-shim'] ? { BENCH_PORTKEY_SHIM: '1' } : {},
     echo: false,
   });
+  if (values.pin) {
+    for (const [pid, cpu] of [[process.pid, 0], [simChild.pid, 0], [relay.pid, 1], [bare.pid, 1], [portkey.pid, 1]] as const) {
+      execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
+    }
+  }
   const acct = (n: number) => sim.accounts[n % sim.accounts.length];
   const targets: Record<TargetName, HttpTarget> = {
     direct: {
@@ -186,6 +197,7 @@ await withChildren(async () => {
       switchyard_rps_vs_portkey: round(med((f) => (f.rps.switchyard ?? Number.NaN) / (f.rps.portkey ?? Number.NaN)), 2),
       portkey_error: portkeyError,
       portkey_shim: values['portkey-shim'],
+      ...(values.pin ? { pinned: true } : {}),
       runs,
       seconds: durationMs / 1000,
       deltas: DELTAS,
