@@ -15,8 +15,8 @@
 // pass-through under DIR/bare. --pin puts this driver and the sim on CPU 0 and every relay on
 // CPU 1 (taskset, every thread), as bench:ws --pin does: a relay then adds its own CPU to the
 // path instead of taking it from the load generator and the upstream, as in a deployment where
-// clients and OpenAI are other machines. By default all processes share both CPUs, and the
-// machine is saturated, so a relay's rps is bounded by its CPU per request plus theirs.
+// clients and OpenAI are other machines. By default all processes share both CPUs, which the
+// sim keeps busy, so a relay's rps is bounded by its CPU per request plus theirs.
 import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { BenchChild, withChildren } from './children.js';
