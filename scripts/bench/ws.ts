@@ -264,6 +264,7 @@ await withChildren(async () => {
     const med = (pick: (f: RunFigures) => number | undefined) => median(perRun.map((f) => pick(f) ?? Number.NaN));
     const added = (name: TargetName, field: 'p50' | 'p99' | 'ttfeFirst' | 'ttfeLater' | 'ttfeUp' | 'ttfeDown') => med((f) => f[field][name] - f[field].direct);
     const perRunRatio = (pick: (f: RunFigures) => number) => round(med(pick), 2);
+    const addedVsBare = (name: TargetName, field: 'p50' | 'p99' | 'ttfeLater') => round(added(name, field) / added('bare', field), 2);
     const eps = { direct: med((f) => f.eps.direct), bare: med((f) => f.eps.bare), relay: med((f) => f.eps.relay) };
     const line = {
       bench: 'ws',
@@ -297,9 +298,9 @@ await withChildren(async () => {
       relay_eps_vs_bare: perRunRatio((f) => f.eps.relay / f.eps.bare),
       relay_eps_vs_direct: perRunRatio((f) => f.eps.relay / f.eps.direct),
       relay_cpu_vs_bare: perRunRatio((f) => (f.cpuPer10k.relay ?? Number.NaN) / (f.cpuPer10k.bare ?? Number.NaN)),
-      relay_p50_vs_bare: round(added('relay', 'p50') / added('bare', 'p50'), 2),
-      relay_p99_vs_bare: round(added('relay', 'p99') / added('bare', 'p99'), 2),
-      relay_ttfe_later_vs_bare: round(added('relay', 'ttfeLater') / added('bare', 'ttfeLater'), 2),
+      relay_p50_vs_bare: addedVsBare('relay', 'p50'),
+      relay_p99_vs_bare: addedVsBare('relay', 'p99'),
+      relay_ttfe_later_vs_bare: addedVsBare('relay', 'ttfeLater'),
       runs,
       turns: { throughput: plan.throughputTurns, latency: values.interleave ? rounds + 1 : plan.latencyTurns },
       ...(values.interleave ? { interleaved: true } : {}),
@@ -316,9 +317,9 @@ await withChildren(async () => {
             floor_ttfe_later_down_ms: round(added('floor', 'ttfeDown')),
             floor_latency_cpu_s_per_10k: round(med((f) => f.latCpuPer10k.floor)),
             floor_eps_vs_bare: perRunRatio((f) => f.eps.floor / f.eps.bare),
-            floor_p50_vs_bare: round(added('floor', 'p50') / added('bare', 'p50'), 2),
-            floor_p99_vs_bare: round(added('floor', 'p99') / added('bare', 'p99'), 2),
-            floor_ttfe_later_vs_bare: round(added('floor', 'ttfeLater') / added('bare', 'ttfeLater'), 2),
+            floor_p50_vs_bare: addedVsBare('floor', 'p50'),
+            floor_p99_vs_bare: addedVsBare('floor', 'p99'),
+            floor_ttfe_later_vs_bare: addedVsBare('floor', 'ttfeLater'),
           }
         : {}),
     };
