@@ -117,13 +117,19 @@ export function sendOptions(binary: boolean): { readonly binary: boolean } {
   return binary ? BINARY_FRAME : TEXT_FRAME;
 }
 
-/** Opens the socket; resolves once open or with the classified failure. Never rejects. */
+/**
+ * Opens the socket; resolves once open or with the classified failure. Never rejects.
+ *
+ * Nothing of the handshake outlives it on an open socket: its listeners are removed (each held
+ * these options, the settled promise and the upgrade response's headers for the socket's whole
+ * life), and the deadline is a timer of our own rather than `ws`'s handshakeTimeout, which is a
+ * socket timeout whose Timeout object the socket keeps after `ws` clears it.
+ */
 export function connectUpstreamWs(o: ConnectOptions): Promise<ConnectResult> {
   return new Promise((resolve) => {
     let settled = false;
     const ws = new WebSocket(o.url, o.protocols ?? [], {
       headers: o.headers,
-      handshakeTimeout: o.timeoutMs,
       perMessageDeflate: false,
       maxPayload: o.maxPayload,
       followRedirects: false,
@@ -131,24 +137,36 @@ export function connectUpstreamWs(o: ConnectOptions): Promise<ConnectResult> {
     const settle = (r: ConnectResult) => {
       if (settled) return;
       settled = true;
+      clearTimeout(deadline);
       resolve(r);
     };
-    ws.once('upgrade', (res: IncomingMessage) => {
-      ws.once('open', () => settle({ ok: true, conn: new UpstreamWs(o.account, ws, o.handlers), headers: res.headers }));
-    });
-    ws.once('unexpected-response', (_req, res: IncomingMessage) => {
+    const fail = (failure: UpstreamFailure) => {
+      ws.terminate();
+      settle({ ok: false, failure });
+    };
+    const deadline = setTimeout(() => fail(connectFailure('upstream connect timed out')), o.timeoutMs);
+    const onUnexpected = (_req: unknown, res: IncomingMessage) => {
       const failure = classifyHttpStatus(res.statusCode ?? 502, res.headers, o.nowMs());
       res.resume();
       res.destroy();
-      ws.terminate();
-      settle({ ok: false, failure });
+      fail(failure);
+    };
+    // After a failure `ws` may still emit 'error' (terminate() during the handshake does, a tick
+    // later), so this listener stays on a socket that did not open.
+    const onError = (err: Error & { code?: string }) => fail(connectFailure(`upstream connect failed (${err.code ?? 'error'})`));
+    const onClose = () => settle({ ok: false, failure: connectFailure('upstream closed during the handshake') });
+    ws.once('upgrade', (res: IncomingMessage) => {
+      ws.once('open', () => {
+        // UpstreamWs's constructor puts its own 'error' and 'close' listeners on first.
+        const conn = new UpstreamWs(o.account, ws, o.handlers);
+        ws.removeListener('unexpected-response', onUnexpected);
+        ws.removeListener('error', onError);
+        ws.removeListener('close', onClose);
+        settle({ ok: true, conn, headers: res.headers });
+      });
     });
-    ws.once('error', (err: Error & { code?: string }) => {
-      ws.terminate();
-      // `ws` reports its handshake deadline as "Opening handshake has timed out".
-      const timedOut = /time(d )?out/i.test(err.message);
-      settle({ ok: false, failure: connectFailure(timedOut ? 'upstream connect timed out' : `upstream connect failed (${err.code ?? 'error'})`) });
-    });
-    ws.once('close', () => settle({ ok: false, failure: connectFailure('upstream closed during the handshake') }));
+    ws.once('unexpected-response', onUnexpected);
+    ws.once('error', onError);
+    ws.once('close', onClose);
   });
 }
