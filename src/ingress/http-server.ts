@@ -2,10 +2,10 @@
 // WebSocket upgrades before any upgrade happens, and owns the set of live client sessions.
 import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
-import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { RelayError, toHttpError } from '../errors.js';
+import { newSessionId } from '../session/ids.js';
 import { ResponsesSession } from '../session/session.js';
 import type { HttpUpstream } from '../upstream/http-sse-upstream.js';
 import type { IncomingHeaders } from '../upstream/target.js';
@@ -264,7 +264,7 @@ export class HttpIngress {
     const headers: IncomingHeaders = { ...req.headers };
     delete headers.authorization;
     delete headers['sec-websocket-protocol'];
-    const id = randomUUID();
+    const id = newSessionId();
     const session = new ResponsesSession(
       ws,
       { id, clientName: client.name, group: client.group, headers },

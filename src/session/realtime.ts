@@ -3,7 +3,6 @@
 // upstream socket. The client's upgrade completes only once the upstream socket is open, so every
 // failure before that is a plain HTTP answer and handshake failures move to another account unseen.
 // Then frames are spliced both ways unchanged (realtime-splice.ts).
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -16,6 +15,7 @@ import type { ScheduleOutcome, ScheduleRequest } from '../scheduler/types.js';
 import type { UpstreamFailure } from '../upstream/failure.js';
 import { passBackHeaders, type IncomingHeaders } from '../upstream/target.js';
 import { connectUpstreamWs, type ConnectResult } from '../upstream/ws-upstream.js';
+import { newSessionId } from './ids.js';
 import { applyAccountAction, refusalError } from './outcomes.js';
 import { RealtimeSplice, UpstreamSink, type SpliceDeps } from './realtime-splice.js';
 import { parseRealtimeQuery, realtimeTarget } from './realtime-wire.js';
@@ -69,7 +69,7 @@ export class RealtimeRelay {
     // stop scheduling for a client that is already gone.
     const socketOnClose = () => abort.abort();
     socket.once('close', socketOnClose);
-    const id = randomUUID();
+    const id = newSessionId();
     const log = this.deps.log.child({ session: id });
     const pending = this.connect(req, client, query.search, query.model ?? '', abort.signal, log)
       .then((r) => {
