@@ -8,7 +8,7 @@ import { RelayError, toHttpError } from '../errors.js';
 import { newSessionId } from '../session/ids.js';
 import { ResponsesSession } from '../session/session.js';
 import type { HttpUpstream } from '../upstream/http-sse-upstream.js';
-import type { IncomingHeaders } from '../upstream/target.js';
+import { sessionHeaders } from '../upstream/target.js';
 import { KEY_SUBPROTOCOL_PREFIX, type ClientAuth, type ClientIdentity } from './auth.js';
 import { AuthThrottle, throttleKey } from './auth-throttle.js';
 import type { RelayCore } from '../session/core.js';
@@ -261,9 +261,7 @@ export class HttpIngress {
 
   private startSession(ws: WebSocket, req: IncomingMessage, client: ClientIdentity): void {
     const d = this.deps;
-    const headers: IncomingHeaders = { ...req.headers };
-    delete headers.authorization;
-    delete headers['sec-websocket-protocol'];
+    const headers = sessionHeaders(req.headers);
     const id = newSessionId();
     const session = new ResponsesSession(
       ws,

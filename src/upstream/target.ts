@@ -1,5 +1,6 @@
 // Pure: where and how to reach an account upstream (SPEC §6). No I/O.
 import type { AccountConfig } from '../config/schema.js';
+import { SESSION_HEADERS } from '../scheduler/session-key.js';
 
 export const RESPONSES_WS_BETA = 'responses_websockets=2026-02-06';
 
@@ -35,6 +36,23 @@ export function passThroughHeaders(client: IncomingHeaders): Record<string, stri
     if (PASS_THROUGH_HEADERS.has(n) || n.startsWith('x-codex-')) {
       out[n] = Array.isArray(value) ? value.join(', ') : value;
     }
+  }
+  return out;
+}
+
+const SESSION_KEY_HEADERS: ReadonlySet<string> = new Set(SESSION_HEADERS);
+
+/**
+ * The client headers a WebSocket session keeps for its life: those that travel upstream with each
+ * socket it opens, and those its session key may come from. The rest of the upgrade request (host,
+ * sec-websocket-*, cookies, authorization) is left behind, and with it a few hundred bytes of heap
+ * per session.
+ */
+export function sessionHeaders(client: IncomingHeaders): IncomingHeaders {
+  const out: IncomingHeaders = {};
+  for (const name in client) {
+    const n = name.toLowerCase();
+    if (PASS_THROUGH_HEADERS.has(n) || n.startsWith('x-codex-') || SESSION_KEY_HEADERS.has(n)) out[name] = client[name];
   }
   return out;
 }

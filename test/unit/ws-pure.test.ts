@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { classifyEvent, deferredResponseId, peekType } from '../../src/session/events.js';
 import { parseClientFrame } from '../../src/session/frames.js';
 import { classifyErrorEvent, classifyHttpStatus, parseDurationMs, rateLimitResetMs } from '../../src/upstream/failure.js';
-import { passBackHeaders, passThroughHeaders, responsesWsTarget, wsUrl } from '../../src/upstream/target.js';
+import { passBackHeaders, passThroughHeaders, responsesWsTarget, sessionHeaders, wsUrl } from '../../src/upstream/target.js';
+import { deriveSessionHash } from '../../src/scheduler/session-key.js';
 import { toErrorFrame, toHttpError, RelayError } from '../../src/errors.js';
 import type { AccountConfig } from '../../src/config/schema.js';
 
@@ -154,6 +155,32 @@ describe('upstream target', () => {
       originator: 'codex_exec',
     });
     expect(passThroughHeaders({ authorization: 'x' })).toEqual({});
+  });
+  it('keeps of the upgrade headers only what travels upstream and what a session key comes from', () => {
+    const upgrade = {
+      host: '127.0.0.1:8080',
+      connection: 'Upgrade',
+      upgrade: 'websocket',
+      'sec-websocket-key': 'k',
+      'sec-websocket-version': '13',
+      'sec-websocket-protocol': 'openai-insecure-api-key.sk-client',
+      authorization: 'Bearer sk-client',
+      cookie: 'c',
+      'x-session-id': 'xs',
+      'thread-id': 't1',
+      'x-codex-window-id': 'w',
+      originator: 'codex_exec',
+      'user-agent': 'codex',
+    };
+    const kept = sessionHeaders(upgrade);
+    expect(kept).toEqual({ 'x-session-id': 'xs', 'thread-id': 't1', 'x-codex-window-id': 'w', originator: 'codex_exec', 'user-agent': 'codex' });
+    // Nothing the session does with its headers changes.
+    expect(responsesWsTarget(account, kept)).toEqual(responsesWsTarget(account, upgrade));
+    expect(deriveSessionHash('g', kept, {})).toBe(deriveSessionHash('g', upgrade, {}));
+    for (const name of ['session_id', 'session-id', 'conversation_id']) {
+      const h = { [name]: 'k1', host: 'h' };
+      expect(deriveSessionHash('g', sessionHeaders(h), {})).toBe(deriveSessionHash('g', h, {}));
+    }
   });
   it('passes back only the whitelisted upstream headers', () => {
     expect(passBackHeaders({ 'x-codex-turn-state': 'ts', 'set-cookie': 'no', 'x-ratelimit-remaining-requests': '9' }))
