@@ -54,8 +54,13 @@ export function extractSessionKey(headers: HeaderBag, body?: unknown): string | 
   return null;
 }
 
+/**
+ * The hex of the digest's first SESSION_HASH_HEX_LENGTH / 2 bytes, encoded as one string: a
+ * `.slice()` of the full hex would be a view that keeps all 64 characters alive for as long as
+ * the hash lives (a session's memo, the store's sticky bindings).
+ */
 export function hashSessionKey(group: string, key: string): string {
-  return createHash('sha256').update(group).update('\0').update(key).digest('hex').slice(0, SESSION_HASH_HEX_LENGTH);
+  return createHash('sha256').update(group).update('\0').update(key).digest().toString('hex', 0, SESSION_HASH_HEX_LENGTH / 2);
 }
 
 /** ScheduleRequest.sessionHash for a request: hashed key, or null without a key. */

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import { deriveSessionHash, extractSessionKey, hashSessionKey } from '../../src/scheduler/session-key.js';
 
 describe('session key (SPEC §5)', () => {
@@ -38,5 +39,9 @@ describe('session key (SPEC §5)', () => {
     expect(a).not.toBe(hashSessionKey('team-b', 'secret-session'));
     expect(deriveSessionHash('team-a', { 'session-id': 'secret-session' }, {})).toBe(a);
     expect(deriveSessionHash('team-a', {}, {})).toBeNull();
+  });
+
+  it('is the first 32 hex characters of SHA-256(group NUL key), as bindings already stored (Redis) were keyed', () => {
+    expect(hashSessionKey('team-a', 'secret-session')).toBe(createHash('sha256').update('team-a\0secret-session').digest('hex').slice(0, 32));
   });
 });
