@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { RelayError, toHttpError } from '../errors.js';
 import { newSessionId } from '../session/ids.js';
-import { ResponsesSession } from '../session/session.js';
+import { ResponsesSession, type SessionDeps } from '../session/session.js';
 import type { HttpUpstream } from '../upstream/http-sse-upstream.js';
 import { sessionHeaders } from '../upstream/target.js';
 import { KEY_SUBPROTOCOL_PREFIX, type ClientAuth, type ClientIdentity } from './auth.js';
@@ -78,6 +78,7 @@ export class HttpIngress {
   private readonly perKey = new Map<string, number>();
   private readonly throttle: AuthThrottle;
   private draining = false;
+  private sessionDeps: SessionDeps | null = null;
   private httpInFlight = 0;
   private httpIdleWaiters: Array<() => void> = [];
 
@@ -259,29 +260,31 @@ export class HttpIngress {
     else this.perKey.set(keyHash, n);
   }
 
-  private startSession(ws: WebSocket, req: IncomingMessage, client: ClientIdentity): void {
+  /** What every session is given: one object for all of them (it holds no session's state). */
+  private newSessionDeps(): SessionDeps {
     const d = this.deps;
+    return {
+      config: d.config,
+      scheduler: d.scheduler,
+      clock: d.clock,
+      bus: d.bus,
+      // The root logger: the session puts its id in its own lines. A pino child per session
+      // would cost about a kilobyte of heap for as long as the session lives.
+      log: d.log,
+      sessionHash: d.sessionHash,
+      upstream: d.upstream,
+      onClosed: (s) => {
+        this.sessions.delete(s);
+        this.releaseKey(s.identity.keyHash);
+      },
+    };
+  }
+
+  private startSession(ws: WebSocket, req: IncomingMessage, client: ClientIdentity): void {
     const headers = sessionHeaders(req.headers);
     const id = newSessionId();
-    const session = new ResponsesSession(
-      ws,
-      { id, clientName: client.name, group: client.group, headers },
-      {
-        config: d.config,
-        scheduler: d.scheduler,
-        clock: d.clock,
-        bus: d.bus,
-        // The root logger: the session puts its id in its own lines. A pino child per session
-        // would cost about a kilobyte of heap for as long as the session lives.
-        log: d.log,
-        sessionHash: d.sessionHash,
-        upstream: d.upstream,
-        onClosed: (s) => {
-          this.sessions.delete(s);
-          this.releaseKey(client.keyHash);
-        },
-      },
-    );
+    const identity = { id, clientName: client.name, group: client.group, keyHash: client.keyHash, headers };
+    const session = new ResponsesSession(ws, identity, (this.sessionDeps ??= this.newSessionDeps()));
     this.sessions.add(session);
   }
 }

@@ -24,7 +24,9 @@ export interface SessionIdentity {
   /** Client key's name or short hash (never the key). */
   clientName: string;
   group: string;
-  /** Upgrade request headers (authorization already consumed; never forwarded). */
+  /** Digest of the client key (never the key): what the ingress counts connections per key by. */
+  keyHash: string;
+  /** The upgrade headers the session uses (sessionHeaders: pass-through and session-key ones). */
   headers: IncomingHeaders;
 }
 
