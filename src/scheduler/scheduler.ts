@@ -35,6 +35,7 @@ import type {
   Transport,
   TransportDecision,
   TransportReason,
+  WaitSignal,
 } from './types.js';
 import { runWaitPlan, timerSleep, type Sleep, type WaitDeps } from './wait.js';
 
@@ -127,7 +128,7 @@ export class AccountScheduler implements Scheduler {
     };
   }
 
-  async select(req: ScheduleRequest, signal?: AbortSignal): Promise<ScheduleOutcome> {
+  async select(req: ScheduleRequest, signal?: WaitSignal): Promise<ScheduleOutcome> {
     const run: Run = { started: performance.now(), reported: false };
     const cfg = this.cfg;
     this.sweepCooldowns();
@@ -173,7 +174,7 @@ export class AccountScheduler implements Scheduler {
     }
   }
 
-  async acquireOn(accountId: string, req: ScheduleRequest, signal?: AbortSignal): Promise<ScheduleOutcome> {
+  async acquireOn(accountId: string, req: ScheduleRequest, signal?: WaitSignal): Promise<ScheduleOutcome> {
     const run: Run = { started: performance.now(), reported: false };
     const cfg = this.cfg;
     const account = cfg.byId.get(accountId);
@@ -404,7 +405,7 @@ export class AccountScheduler implements Scheduler {
   }
 
   /** Acquire in plan order; none free → the wait plan. */
-  private async execute(req: ScheduleRequest, run: Run, plan: SelectionPlan, signal?: AbortSignal): Promise<ScheduleOutcome> {
+  private async execute(req: ScheduleRequest, run: Run, plan: SelectionPlan, signal?: WaitSignal): Promise<ScheduleOutcome> {
     const got = await this.tryCandidates(plan);
     if (got) return this.acquired(req, run, plan, got.candidate, got.lease, false);
     const wait = plan.waitPlan;

@@ -146,10 +146,21 @@ export type ScheduleOutcome =
       rateLimited?: boolean;
     };
 
+/**
+ * What a scheduler wait watches to give up early (the client went away). An AbortSignal is one;
+ * so is anything with its `aborted` and its abort listeners (the WebSocket session's ClientGone,
+ * which makes an AbortSignal only when a wait listens).
+ */
+export interface WaitSignal {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', listener: () => void, options: { once: true }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
 /** The scheduler shell as callers see it. */
 export interface Scheduler {
   /** Picks an account, acquires a slot (executing wait plans), binds the session. */
-  select(req: ScheduleRequest, signal?: AbortSignal): Promise<ScheduleOutcome>;
+  select(req: ScheduleRequest, signal?: WaitSignal): Promise<ScheduleOutcome>;
   /**
    * Acquire a slot on one given account, waiting per `stickyWait` when it is busy. For a chained
    * `store:false` turn, which can only be served by the upstream socket (and so the account) that
@@ -157,7 +168,7 @@ export interface Scheduler {
    * (the live socket may still work), only a disabled or unknown account is refused.
    * Decision layer is `previous_response_id`.
    */
-  acquireOn(accountId: string, req: ScheduleRequest, signal?: AbortSignal): Promise<ScheduleOutcome>;
+  acquireOn(accountId: string, req: ScheduleRequest, signal?: WaitSignal): Promise<ScheduleOutcome>;
   /**
    * acquireOn answered at once, when the store lives in this process and the account (of `group`)
    * is usable and has a free slot; null otherwise (then call acquireOn, which waits or refuses).

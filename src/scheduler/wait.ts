@@ -5,9 +5,9 @@ import type { Clock } from '../clock.js';
 import type { StateStore } from '../state/store.js';
 import { jitterDelay, nextBackoff, WAIT_BACKOFF_INITIAL_MS } from './backoff.js';
 import type { WaitPlan } from './select.js';
-import type { SlotLease } from './types.js';
+import type { SlotLease, WaitSignal } from './types.js';
 
-export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
+export type Sleep = (ms: number, signal?: WaitSignal) => Promise<void>;
 
 /** Resolves after `ms`, or early (never rejects) when the signal aborts. */
 export const timerSleep: Sleep = (ms, signal) =>
@@ -39,7 +39,7 @@ export type WaitResult =
   | { kind: 'acquired'; lease: SlotLease; waitedMs: number }
   | { kind: 'refused'; reason: 'queue_full' | 'wait_timeout' | 'aborted'; waitedMs: number };
 
-export async function runWaitPlan(deps: WaitDeps, plan: WaitPlan, signal?: AbortSignal): Promise<WaitResult> {
+export async function runWaitPlan(deps: WaitDeps, plan: WaitPlan, signal?: WaitSignal): Promise<WaitResult> {
   const { store, clock } = deps;
   const account = plan.candidate.account;
   const start = clock.now();

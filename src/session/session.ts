@@ -13,6 +13,7 @@ import { responsesWsTarget, type IncomingHeaders } from '../upstream/target.js';
 import { connectUpstreamWs, sendOptions, type UpstreamWs } from '../upstream/ws-upstream.js';
 import type { HttpUpstream } from '../upstream/http-sse-upstream.js';
 import { clientWritable, HttpBridge, type BridgeReason } from './bridge.js';
+import { ClientGone } from './client-gone.js';
 import { carriesError, classifyEvent, deferredResponseId, type ClassifiedEvent } from './events.js';
 import { parseClientFrame, type CreateFrame } from './frames.js';
 import { applyAccountAction, refusalError } from './outcomes.js';
@@ -91,7 +92,7 @@ export class ResponsesSession {
   private hashMemo: { field: unknown; hash: string | null } | null = null;
   private firstTimer: NodeJS.Timeout | null;
   private idleTimer: NodeJS.Timeout | null = null;
-  private readonly abort = new AbortController();
+  private readonly gone = new ClientGone();
   /** The client's TCP socket under `ws` (set before a session exists): drain events and corking. */
   private readonly socket: Duplex | undefined;
   private readonly startedAt: number;
@@ -214,7 +215,7 @@ export class ResponsesSession {
   private clientOnClose(): void {
     if (this.closed) return;
     this.closed = true;
-    this.abort.abort();
+    this.gone.abort();
     if (this.firstTimer) clearTimeout(this.firstTimer);
     this.clearIdle();
     if (this.turn) this.endTurn(this.turn, { kind: 'client_gone' });
@@ -506,7 +507,7 @@ export class ResponsesSession {
       return this.sendError(new RelayError('SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND'));
     }
     if (chain !== null) {
-      const outcome = await d.scheduler.acquireOn(chain.account.id, this.scheduleRequest(frame, model), this.abort.signal);
+      const outcome = await d.scheduler.acquireOn(chain.account.id, this.scheduleRequest(frame, model), this.gone);
       if (outcome.kind === 'refused') return this.refuse(outcome, 0, null, log);
       const serving = this.serve(frame, outcome, chain, log, 0, turnNo);
       // The frame went upstream in serve's synchronous part, and a pinned turn never needs its
@@ -525,7 +526,7 @@ export class ResponsesSession {
     let switchingFrom: string | null = null;
     for (let switches = 0; ; switches++) {
       if (this.closed) return;
-      const outcome = await d.scheduler.select(req, this.abort.signal);
+      const outcome = await d.scheduler.select(req, this.gone);
       if (outcome.kind === 'acquired' && switchingFrom !== null) {
         d.scheduler.reportSwitch(switchingFrom);
         switchingFrom = null;
@@ -622,7 +623,7 @@ export class ResponsesSession {
         return clientWritable(this.ws, d.config().websocket.maxBufferedBytes);
       },
       close: (code, reason) => this.close(code, reason),
-      signal: this.abort.signal,
+      signal: this.gone.signal,
     });
     const turn = this.bridge.runTurn(frame, model, reason, turnNo);
     // A cancel that came while the turn was being scheduled applies to it now it is the bridge's.

@@ -234,6 +234,25 @@ describe('WebSocket relay: turns, chaining and pinning', () => {
     busy.close();
     c.close();
   });
+
+  it('a client that goes while its turn waits for a slot leaves the queue at once, not when the slot frees', async () => {
+    // The held turn streams for about 6 s; the queue wait would last until then.
+    const { relay } = await setup([{ name: 'a', deltaCount: 300, deltaIntervalMs: 20, relay: { concurrency: 1 } }]);
+    const busy = await connect(relay.wsUrl, { key: KEY });
+    busy.send({ type: 'response.create', model: 'm', store: false, input: userMessage('hold the slot') });
+    expect((await busy.next())?.type).toBe('response.created');
+    const c = await connect(relay.wsUrl, { key: KEY });
+    c.send({ type: 'response.create', model: 'm', store: false, input: userMessage('queued') });
+    await eventually(async () => (await heldInStore(relay)).waiting === 1);
+    const left = Date.now();
+    c.ws.terminate();
+    await eventually(async () => (await heldInStore(relay)).waiting === 0, 3000, 'the queued turn leaving the queue');
+    expect(Date.now() - left).toBeLessThan(3000);
+    expect(await heldInStore(relay)).toEqual({ slots: 1, waiting: 0 });
+    expect((await busy.readTurn()).terminal.type).toBe('response.completed');
+    await eventually(async () => (await heldInStore(relay)).slots === 0);
+    busy.close();
+  });
 });
 
 describe('WebSocket relay: failover', () => {
