@@ -10,7 +10,7 @@ import type { ScheduleOutcome, ScheduleRequest, SlotLease } from '../scheduler/t
 import { classifyErrorEvent, connectFailure, rateLimitResetMs, type UpstreamFailure } from '../upstream/failure.js';
 import { scrubCredential } from '../upstream/scrub.js';
 import { responsesWsTarget, type IncomingHeaders } from '../upstream/target.js';
-import { connectUpstreamWs, sendOptions, type UpstreamWs } from '../upstream/ws-upstream.js';
+import { connectUpstreamWs, sendOptions, type UpstreamWs, type UpstreamWsHandlers } from '../upstream/ws-upstream.js';
 import type { HttpUpstream } from '../upstream/http-sse-upstream.js';
 import { clientWritable, HttpBridge, type BridgeReason } from './bridge.js';
 import { ClientGone } from './client-gone.js';
@@ -76,7 +76,7 @@ interface ActiveTurn {
   gen: number;
 }
 
-export class ResponsesSession {
+export class ResponsesSession implements UpstreamWsHandlers {
   private conn: UpstreamWs | null = null;
   private turn: ActiveTurn | null = null;
   private busy = false;
@@ -107,7 +107,7 @@ export class ResponsesSession {
     const wsCfg = deps.config().websocket;
     ws.on('message', (data: Buffer, isBinary: boolean) => this.clientOnMessage(data, isBinary));
     ws.on('close', () => this.clientOnClose());
-    ws.on('error', () => {});
+    ws.on('error', ignoreError);
     this.socket = (ws as unknown as { _socket?: Duplex })._socket;
     this.socket?.on('drain', () => this.clientOnDrain());
     this.firstTimer = setTimeout(() => this.fail('SY_ERR_FIRST_MESSAGE_TIMEOUT'), wsCfg.firstMessageTimeoutMs);
@@ -283,7 +283,12 @@ export class ResponsesSession {
   private armIdle(): void {
     if (this.closed) return;
     this.clearIdle();
-    this.idleTimer = setTimeout(() => this.close(1000, 'idle timeout'), this.deps.config().websocket.idleTimeoutMs);
+    this.idleTimer = setTimeout(ResponsesSession.idleExpired, this.deps.config().websocket.idleTimeoutMs, this);
+  }
+
+  /** (A function and an argument, not a closure: the timer lives as long as the idle session.) */
+  private static idleExpired(session: ResponsesSession): void {
+    session.close(1000, 'idle timeout');
   }
 
   private clearIdle(): void {
@@ -301,7 +306,8 @@ export class ResponsesSession {
 
   // ---- upstream side -----------------------------------------------------------------------
 
-  private upstreamOnMessage(conn: UpstreamWs, data: Buffer, isBinary: boolean): void {
+  /** UpstreamWsHandlers: a frame from an upstream socket this session opened. */
+  onMessage(conn: UpstreamWs, data: Buffer, isBinary: boolean): void {
     if (conn !== this.conn) return;
     const t = this.turn;
     if (!t || t.conn !== conn) {
@@ -342,7 +348,8 @@ export class ResponsesSession {
     }
   }
 
-  private upstreamOnClose(conn: UpstreamWs): void {
+  /** UpstreamWsHandlers: an upstream socket this session opened has closed. */
+  onClose(conn: UpstreamWs): void {
     this.deps.bus.emit({ type: 'gauge', name: 'upstream_ws_connections', delta: -1 });
     if (conn === this.conn) this.conn = null;
     const t = this.turn;
@@ -368,10 +375,8 @@ export class ResponsesSession {
       timeoutMs: cfg.upstreamConnectTimeoutMs,
       maxPayload: Math.max(cfg.maxMessageBytes, 64 * 1024 * 1024),
       nowMs: () => this.deps.clock.now(),
-      handlers: {
-        onMessage: (c, d, b) => this.upstreamOnMessage(c, d, b),
-        onClose: (c) => this.upstreamOnClose(c),
-      },
+      // The session itself: no handler object and closures per socket.
+      handlers: this,
     });
     if (!r.ok) return r;
     this.deps.bus.emit({ type: 'gauge', name: 'upstream_ws_connections', delta: 1 });
@@ -721,6 +726,9 @@ export class ResponsesSession {
     this.sendError(new RelayError(code));
   }
 }
+
+/** Errors on the client socket are always followed by its 'close', which is what the session handles. */
+function ignoreError(): void {}
 
 const RELEASED_BODY: Record<string, unknown> = Object.freeze({});
 const DONE: ServeResult = Object.freeze({ kind: 'done' });

@@ -51,7 +51,7 @@ export class UpstreamWs {
       this.handlers.onClose(this, code, reason.toString('utf8'));
     });
     // An error is always followed by 'close'; the listener only keeps it from being unhandled.
-    ws.on('error', () => {});
+    ws.on('error', ignoreError);
   }
 
   /**
@@ -107,6 +107,8 @@ export class UpstreamWs {
     setTimeout(() => this.ws.terminate(), 2000).unref();
   }
 }
+
+function ignoreError(): void {}
 
 // `ws` copies send options: two shared objects spare an allocation per forwarded frame.
 const TEXT_FRAME = { binary: false } as const;
