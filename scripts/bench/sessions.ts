@@ -7,8 +7,14 @@
 // RLIMIT_NOFILE cannot hold N sessions, N is capped to what fits, and the sessions beyond the
 // cap are then attempted anyway so the failure shows in the report.
 //
-//   npm run bench:sessions -- [--sessions 10000] [--skip-bare]
-import { readFileSync } from 'node:fs';
+// `--heap-snapshots DIR` also writes a V8 heap snapshot of each relay before the sessions open and
+// once they are all idle (DIR/<relay>-before.heapsnapshot, -after), for
+// `node scripts/bench/heap-diff.mjs` to break the heap per session down by object type. Writing a
+// snapshot grows the process's RSS, so the RSS figures of such a run do not compare.
+//
+//   npm run bench:sessions -- [--sessions 10000] [--skip-bare] [--heap-snapshots DIR]
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import type { Usage } from './child-ipc.js';
@@ -30,8 +36,38 @@ interface SimInfo {
   accounts: Array<{ name: string; key: string; baseUrl: string; wsPath: string; wsUrl: string }>;
 }
 
-const { values } = parseArgs({ options: { sessions: { type: 'string', default: '10000' }, 'skip-bare': { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: { sessions: { type: 'string', default: '10000' }, 'skip-bare': { type: 'boolean', default: false }, 'heap-snapshots': { type: 'string' } },
+});
 const wanted = Number(values.sessions);
+const snapshotDir = values['heap-snapshots'] ? resolve(values['heap-snapshots']) : null;
+if (snapshotDir) mkdirSync(snapshotDir, { recursive: true });
+/** The relays' node flags: --expose-gc, and with --heap-snapshots a snapshot on SIGUSR2 into the directory. */
+const relayFlags = snapshotDir ? ['--expose-gc', '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${snapshotDir}`] : ['--expose-gc'];
+
+/** Has the child write a heap snapshot (SIGUSR2) and waits until it is complete; renames it `<name>.heapsnapshot`. */
+async function heapSnapshot(child: BenchChild, dir: string, name: string): Promise<void> {
+  const listed = () => readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot'));
+  const before = new Set(listed());
+  process.kill(child.pid, 'SIGUSR2');
+  const deadline = Date.now() + 120_000;
+  let file: string | null = null;
+  let size = -1;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 500));
+    file ??= listed().find((f) => !before.has(f)) ?? null;
+    if (file === null) continue;
+    // Complete once its size stops changing and the child answers again (it writes synchronously).
+    const now = statSync(join(dir, file)).size;
+    if (now > 0 && now === size) {
+      await child.call('usage');
+      renameSync(join(dir, file), join(dir, `${name}.heapsnapshot`));
+      return;
+    }
+    size = now;
+  }
+  throw new Error(`${name}: no complete heap snapshot within 120 s`);
+}
 
 function fdLimit(pid: number): { soft: number; hard: number } {
   const line = readFileSync(`/proc/${pid}/limits`, 'utf8')
@@ -92,6 +128,7 @@ await withChildren(async () => {
     const limits = fdLimit(child.pid);
     const base = await child.call<Usage & { gc: boolean }>('gc');
     if (!base.gc) throw new Error(`${name}: no gc(); the child needs --expose-gc`);
+    if (snapshotDir) await heapSnapshot(child, snapshotDir, `${name}-before`);
     const fit = Math.floor((limits.soft - base.fds - FD_RESERVE) / 2);
     const n = Math.min(wanted, fit);
     let loaded: (Usage & { gc: boolean }) | null = null;
@@ -103,6 +140,7 @@ await withChildren(async () => {
       {
         afterTurns: async () => {
           loaded = await child.call<Usage & { gc: boolean }>('gc');
+          if (snapshotDir) await heapSnapshot(child, snapshotDir, `${name}-after`);
           // Only now, with the measured sessions still open: what the sessions past the cap get.
           if (n < wanted) beyond = await probe(target, n, wanted - n);
         },
@@ -130,6 +168,10 @@ await withChildren(async () => {
       ...extra,
     };
     process.stdout.write(`${JSON.stringify(line)}\n`);
+    if (snapshotDir) {
+      const at = (f: string) => join(snapshotDir, `${name}-${f}.heapsnapshot`);
+      process.stderr.write(`[bench:sessions] heap by object type: node scripts/bench/heap-diff.mjs ${at('before')} ${at('after')} ${n}\n`);
+    }
   };
 
   const { child: relay, info: relayInfo } = await BenchChild.fork('switchyard', 'scripts/bench/switchyard-child.ts', {
@@ -141,7 +183,7 @@ await withChildren(async () => {
         websocket: { idleTimeoutMs: 3_600_000 },
       }),
     ],
-    nodeFlags: ['--expose-gc'],
+    nodeFlags: relayFlags,
   });
   await measure(
     'switchyard',
@@ -158,7 +200,7 @@ await withChildren(async () => {
   if (!values['skip-bare']) {
     const { child: bare, info: bareInfo } = await BenchChild.fork('bare', 'scripts/bench/bare-relay.ts', {
       args: ['--target', sim.url.replace(/^http/, 'ws')],
-      nodeFlags: ['--expose-gc'],
+      nodeFlags: relayFlags,
     });
     await measure(
       'bare',
