@@ -11,7 +11,7 @@ import type { HttpUpstream } from '../upstream/http-sse-upstream.js';
 import { sessionHeaders } from '../upstream/target.js';
 import { KEY_SUBPROTOCOL_PREFIX, type ClientAuth, type ClientIdentity } from './auth.js';
 import { AuthThrottle, throttleKey } from './auth-throttle.js';
-import type { RelayCore } from '../session/core.js';
+import { pickRelayCore, type RelayCore } from '../session/core.js';
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse, client: ClientIdentity) => Promise<void>;
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, client: ClientIdentity) => void;
@@ -262,17 +262,11 @@ export class HttpIngress {
 
   /** What every session is given: one object for all of them (it holds no session's state). */
   private newSessionDeps(): SessionDeps {
-    const d = this.deps;
+    // With the root logger: the session puts its id in its own lines. A pino child per session
+    // would cost about a kilobyte of heap for as long as the session lives.
     return {
-      config: d.config,
-      scheduler: d.scheduler,
-      clock: d.clock,
-      bus: d.bus,
-      // The root logger: the session puts its id in its own lines. A pino child per session
-      // would cost about a kilobyte of heap for as long as the session lives.
-      log: d.log,
-      sessionHash: d.sessionHash,
-      upstream: d.upstream,
+      ...pickRelayCore(this.deps),
+      upstream: this.deps.upstream,
       onClosed: (s) => {
         this.sessions.delete(s);
         this.releaseKey(s.identity.keyHash);

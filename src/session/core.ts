@@ -16,3 +16,11 @@ export interface RelayCore {
   log: Logger;
   sessionHash(group: string, headers: IncomingHeaders, body: Record<string, unknown>): string | null;
 }
+
+/**
+ * The RelayCore of a larger deps object (the ingress's), without the rest: what the ingress hands
+ * on to the sessions it starts, so they hold only what they are typed to use.
+ */
+export function pickRelayCore(d: RelayCore): RelayCore {
+  return { config: d.config, scheduler: d.scheduler, clock: d.clock, bus: d.bus, log: d.log, sessionHash: d.sessionHash };
+}

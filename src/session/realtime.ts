@@ -19,7 +19,7 @@ import { newSessionId } from './ids.js';
 import { applyAccountAction, refusalError } from './outcomes.js';
 import { RealtimeSplice, UpstreamSink, type SpliceDeps } from './realtime-splice.js';
 import { parseRealtimeQuery, realtimeTarget } from './realtime-wire.js';
-import type { RelayCore } from './core.js';
+import { pickRelayCore, type RelayCore } from './core.js';
 
 export interface RealtimeDeps extends RelayCore {
   /** Counts the socket against its key's connection limit: a release function, or null when full. */
@@ -177,12 +177,8 @@ export class RealtimeRelay {
     who: { id: string; client: ClientIdentity; model: string | null; intent: string | null; releaseKey: () => void; log: Logger },
   ): void {
     const { outcome, conn } = connected;
-    const d = this.deps;
     const spliceDeps: SpliceDeps = {
-      config: d.config,
-      scheduler: d.scheduler,
-      clock: d.clock,
-      bus: d.bus,
+      ...pickRelayCore(this.deps),
       log: who.log,
       onReleased: (s) => {
         this.sessions.delete(s);
