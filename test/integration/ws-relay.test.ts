@@ -215,12 +215,7 @@ describe('WebSocket relay: turns, chaining and pinning', () => {
 
   it('a cancel that comes while the turn waits for a slot follows the turn frame upstream', async () => {
     const { sim, relay } = await setup([{ name: 'a', deltaCount: 40, deltaIntervalMs: 10, relay: { concurrency: 1 } }]);
-    const busy = await connect(relay.wsUrl, { key: KEY });
-    busy.send({ type: 'response.create', model: 'm', store: false, input: userMessage('hold the slot') });
-    expect((await busy.next())?.type).toBe('response.created');
-    const c = await connect(relay.wsUrl, { key: KEY });
-    c.send({ type: 'response.create', model: 'm', store: false, input: userMessage('queued') });
-    await eventually(async () => (await heldInStore(relay)).waiting === 1);
+    const { busy, c } = await queueBehindHeldSlot(relay);
     c.send({ type: 'response.cancel' });
     const held = await busy.readTurn();
     expect(held.terminal.type).toBe('response.completed');
@@ -238,12 +233,7 @@ describe('WebSocket relay: turns, chaining and pinning', () => {
   it('a client that goes while its turn waits for a slot leaves the queue at once, not when the slot frees', async () => {
     // The held turn streams for about 6 s; the queue wait would last until then.
     const { relay } = await setup([{ name: 'a', deltaCount: 300, deltaIntervalMs: 20, relay: { concurrency: 1 } }]);
-    const busy = await connect(relay.wsUrl, { key: KEY });
-    busy.send({ type: 'response.create', model: 'm', store: false, input: userMessage('hold the slot') });
-    expect((await busy.next())?.type).toBe('response.created');
-    const c = await connect(relay.wsUrl, { key: KEY });
-    c.send({ type: 'response.create', model: 'm', store: false, input: userMessage('queued') });
-    await eventually(async () => (await heldInStore(relay)).waiting === 1);
+    const { busy, c } = await queueBehindHeldSlot(relay);
     const left = Date.now();
     c.ws.terminate();
     await eventually(async () => (await heldInStore(relay)).waiting === 0, 3000, 'the queued turn leaving the queue');
@@ -254,6 +244,20 @@ describe('WebSocket relay: turns, chaining and pinning', () => {
     busy.close();
   });
 });
+
+/**
+ * On a one-slot pool: `busy` holds the slot with a turn in flight (its response.created read), and
+ * `c`'s turn waits in the queue behind it.
+ */
+async function queueBehindHeldSlot(relay: TestRelay): Promise<{ busy: TestWsClient; c: TestWsClient }> {
+  const busy = await connect(relay.wsUrl, { key: KEY });
+  busy.send({ type: 'response.create', model: 'm', store: false, input: userMessage('hold the slot') });
+  expect((await busy.next())?.type).toBe('response.created');
+  const c = await connect(relay.wsUrl, { key: KEY });
+  c.send({ type: 'response.create', model: 'm', store: false, input: userMessage('queued') });
+  await eventually(async () => (await heldInStore(relay)).waiting === 1);
+  return { busy, c };
+}
 
 describe('WebSocket relay: failover', () => {
   it('A answers the upgrade with 429 → B serves, A cools down, one switch counted', async () => {
