@@ -128,7 +128,7 @@ export const websocketSchema = mapping({
   /** Bridge transcript bound per session (bytes of JSON); older items are dropped past it. */
   maxTranscriptBytes: positiveInt().default(32 * 1024 * 1024).describe('HTTP bridge transcript bound per session (bytes of JSON); older items are dropped past it.'),
   /** Codex's stream_idle_timeout: a hung upstream must not hold a session and a slot forever. */
-  upstreamIdleTimeoutMs: timeoutMs(300_000).describe('A WebSocket turn whose upstream sends nothing for this long ends with an `upstream_timeout` error frame; the upstream socket is closed and the slot released.'),
+  upstreamIdleTimeoutMs: timeoutMs(300_000).describe('A WebSocket turn whose upstream sends nothing for this long ends with an `upstream_timeout` error frame; the upstream socket is closed and the slot released. Checked in eighths of it: the cut comes between 1 and 1⅛ × this after the last upstream event.'),
 }).prefault({});
 
 export const httpSchema = mapping({

@@ -97,11 +97,37 @@ describe('upstream faults', () => {
     c.close();
   });
 
-  it('the idle timeout is re-armed by every event: a slow but steady stream is never cut', async () => {
+  it('the idle timeout counts from the last event: a slow but steady stream is never cut', async () => {
     const p = await setup([{ name: 'a', deltaCount: 6, deltaIntervalMs: Math.round(IDLE_MS / 3) }]);
     const c = await connect(p.relay.wsUrl, { key: KEY });
     const r = await c.turn(turn('slowly'), 10_000);
     expect(r.terminal.type).toBe('response.completed');
+    c.close();
+  });
+
+  it('an upstream that goes quiet mid-stream: upstream_timeout one idle timeout after its last event, not sooner, and within a check slice of it', async () => {
+    // The first delta comes at once, the second not before the test ends: silence mid-stream.
+    const p = await setup([{ name: 'a', deltaCount: 2, deltaIntervalMs: 30_000 }]);
+    const c = await connect(p.relay.wsUrl, { key: KEY });
+    c.send(turn('then nothing'));
+    const seen: string[] = [];
+    let lastEventAt = 0;
+    for (;;) {
+      const e = await c.next(IDLE_MS * 3);
+      if (e === null) throw new Error('socket closed before the timeout');
+      seen.push(String(e.type));
+      if (e.type === 'error') {
+        expect((e.error as { code?: unknown }).code).toBe('upstream_timeout');
+        break;
+      }
+      lastEventAt = Date.now();
+    }
+    const silence = Date.now() - lastEventAt;
+    expect(seen).toContain('response.output_text.delta');
+    expect(silence).toBeGreaterThanOrEqual(IDLE_MS - 50);
+    // At most one slice (1/8) late, plus a CPU-starved CI worker's slack: well under two timeouts.
+    expect(silence).toBeLessThan(IDLE_MS * 1.5);
+    await slotsReleased(p.relay);
     c.close();
   });
 
