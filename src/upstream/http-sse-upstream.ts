@@ -3,7 +3,7 @@
 // eventsource-parser into classified events. Never logs, returns or echoes the account key.
 import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
 import type { AccountConfig, Config } from '../config/schema.js';
 import { systemClock, type Clock } from '../clock.js';
 import { classifyEventText, str, type ClassifiedEvent } from '../session/events.js';
@@ -360,6 +360,19 @@ class ReplyHandler implements Dispatcher.DispatchHandler {
   }
 }
 
+type Undici = typeof import('undici');
+let undici: Undici | null = null;
+
+/**
+ * undici, with the Node built-ins it pulls in (its cookie helpers load Node's own bundled
+ * undici), is ~5 MB of heap: more than half of what the whole app adds at start. It is loaded
+ * by the first HTTP upstream request, so a relay that serves only WebSocket turns never carries
+ * it, and every full GC of such a relay has that much less to mark.
+ */
+async function loadUndici(): Promise<Undici> {
+  return (undici ??= await import('undici'));
+}
+
 export interface HttpUpstreamDeps {
   config(): Config;
   clock?: Clock;
@@ -394,6 +407,12 @@ export class HttpUpstream {
       'content-type': 'application/json',
       accept: opts.stream ? 'text/event-stream' : 'application/json',
     };
+    let lib: Undici;
+    try {
+      lib = undici ?? (await loadUndici());
+    } catch (err) {
+      return { kind: 'failed', failure: connectFailure(`upstream request failed (${errorCode(err)})`), error: null, headers: {} };
+    }
     if (this.closed) {
       return { kind: 'failed', failure: connectFailure('upstream request failed (UPSTREAM_CLOSED)'), error: null, headers: {} };
     }
@@ -406,7 +425,7 @@ export class HttpUpstream {
     return new Promise<UpstreamReply>((resolve) => {
       const handler = new ReplyHandler(signal, resolve, classify);
       try {
-        this.pool(url.origin, cfg).dispatch(
+        this.pool(lib, url.origin, cfg).dispatch(
           {
             path: url.path,
             method: 'POST',
@@ -451,11 +470,11 @@ export class HttpUpstream {
     return t;
   }
 
-  private pool(origin: string, cfg: Config): Pool {
+  private pool(lib: Undici, origin: string, cfg: Config): Pool {
     let p = this.pools.get(origin);
     if (!p) {
       // No connection cap here: account slots already bound the requests in flight per account.
-      p = new Pool(origin, {
+      p = new lib.Pool(origin, {
         keepAliveTimeout: KEEP_ALIVE_MS,
         connect: { timeout: cfg.websocket.upstreamConnectTimeoutMs },
         headersTimeout: cfg.http.upstreamHeadersTimeoutMs,
