@@ -1,6 +1,6 @@
 // undici (~5 MB of heap with the Node built-ins it pulls in) is loaded by the first HTTP upstream
 // request, not with the app: a relay serving only WebSocket turns never carries it. Checked in a
-// fresh process, since this one has loaded undici through other tests and vitest itself.
+// fresh process: a test worker may already hold undici from other test files.
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
