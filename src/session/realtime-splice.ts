@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.js';
 import type { EventBus, Layer } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { Scheduler, SlotLease } from '../scheduler/types.js';
-import type { UpstreamWs, UpstreamWsHandlers } from '../upstream/ws-upstream.js';
+import { ignoreError, type UpstreamWs, type UpstreamWsHandlers } from '../upstream/ws-upstream.js';
 import { applyAccountAction } from './outcomes.js';
 import { scrubCredential } from '../upstream/scrub.js';
 import { clientCloseCode, closeReason, inspectUpstreamEvent, mayCarryError, upstreamCloseCode, type HealthSignal } from './realtime-wire.js';
@@ -109,7 +109,7 @@ export class RealtimeSplice {
     this.client = ws;
     ws.on('message', (data: Buffer, isBinary: boolean) => this.clientOnMessage(data, isBinary));
     ws.on('close', (code: number, reason: Buffer) => this.clientOnClose(code, reason.toString('utf8')));
-    ws.on('error', () => {});
+    ws.on('error', ignoreError);
     for (const f of this.pending.splice(0)) this.deliver(f.data, f.isBinary);
     this.pendingBytes = 0;
     // Ended meanwhile (upstream closed, shutdown): the client still gets what was sent, then the close.

@@ -10,7 +10,7 @@ import type { ScheduleOutcome, ScheduleRequest, SlotLease } from '../scheduler/t
 import { classifyErrorEvent, connectFailure, rateLimitResetMs, type UpstreamFailure } from '../upstream/failure.js';
 import { scrubCredential } from '../upstream/scrub.js';
 import { responsesWsTarget, type IncomingHeaders } from '../upstream/target.js';
-import { connectUpstreamWs, sendOptions, type UpstreamWs, type UpstreamWsHandlers } from '../upstream/ws-upstream.js';
+import { connectUpstreamWs, ignoreError, sendOptions, type UpstreamWs, type UpstreamWsHandlers } from '../upstream/ws-upstream.js';
 import type { HttpUpstream } from '../upstream/http-sse-upstream.js';
 import { clientWritable, HttpBridge, type BridgeReason } from './bridge.js';
 import { ClientGone } from './client-gone.js';
@@ -749,9 +749,6 @@ export class ResponsesSession implements UpstreamWsHandlers {
     this.sendError(new RelayError(code));
   }
 }
-
-/** Errors on the client socket are always followed by its 'close', which is what the session handles. */
-function ignoreError(): void {}
 
 const RELEASED_BODY: Record<string, unknown> = Object.freeze({});
 const DONE: ServeResult = Object.freeze({ kind: 'done' });

@@ -108,7 +108,11 @@ export class UpstreamWs {
   }
 }
 
-function ignoreError(): void {}
+/**
+ * The 'error' listener of a socket whose 'close' is what its owner handles (`ws` always follows
+ * an error with a close): one shared function, not a fresh closure per socket.
+ */
+export function ignoreError(): void {}
 
 // `ws` copies send options: two shared objects spare an allocation per forwarded frame.
 const TEXT_FRAME = { binary: false } as const;
