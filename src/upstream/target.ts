@@ -27,13 +27,18 @@ export const PASS_BACK_HEADERS = [
 
 export type IncomingHeaders = Record<string, string | string[] | undefined>;
 
-/** The subset of client headers that travel upstream. Never authorization, cookies or hop-by-hop. */
+/** A client header (lower-cased name) that travels upstream. Never authorization, cookies or hop-by-hop. */
+function travelsUpstream(n: string): boolean {
+  return PASS_THROUGH_HEADERS.has(n) || n.startsWith('x-codex-');
+}
+
+/** The subset of client headers that travel upstream (travelsUpstream). */
 export function passThroughHeaders(client: IncomingHeaders): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(client)) {
     if (value === undefined) continue;
     const n = name.toLowerCase();
-    if (PASS_THROUGH_HEADERS.has(n) || n.startsWith('x-codex-')) {
+    if (travelsUpstream(n)) {
       out[n] = Array.isArray(value) ? value.join(', ') : value;
     }
   }
@@ -52,7 +57,7 @@ export function sessionHeaders(client: IncomingHeaders): IncomingHeaders {
   const out: IncomingHeaders = {};
   for (const name in client) {
     const n = name.toLowerCase();
-    if (PASS_THROUGH_HEADERS.has(n) || n.startsWith('x-codex-') || SESSION_KEY_HEADERS.has(n)) out[name] = client[name];
+    if (travelsUpstream(n) || SESSION_KEY_HEADERS.has(n)) out[name] = client[name];
   }
   return out;
 }
