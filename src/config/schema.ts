@@ -119,7 +119,7 @@ export const websocketSchema = mapping({
   enabled: bool().default(true).describe('false: every account resolves to HTTP/SSE and client upgrades are answered 426.'),
   httpFallback: bool().default(true).describe('WebSocket clients may be served over HTTP/SSE upstream (bridged) when no WebSocket account can serve them.'),
   firstMessageTimeoutMs: timeoutMs(30_000).describe('The first client frame must arrive within this long.'),
-  idleTimeoutMs: timeoutMs(300_000).describe('A session with no traffic for this long is closed with 1000.'),
+  idleTimeoutMs: timeoutMs(300_000).describe('A session with no traffic for this long is closed with 1000. A realtime session is checked in eighths of it: closed 1–1⅛ × this after its last frame either way.'),
   maxMessageBytes: positiveInt().default(16 * 1024 * 1024).describe('Largest client frame accepted; larger closes with 1009.'),
   /** Upstream WebSocket connect + handshake deadline. */
   upstreamConnectTimeoutMs: timeoutMs(15_000).describe('Upstream WebSocket connect + handshake deadline.'),

@@ -9,6 +9,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Scheduler, SlotLease } from '../scheduler/types.js';
 import { ignoreError, type UpstreamWs, type UpstreamWsHandlers } from '../upstream/ws-upstream.js';
 import { applyAccountAction } from './outcomes.js';
+import { quietAfterCheck, quietSliceMs, type QuietWatch } from './quiet-watch.js';
 import { scrubCredential } from '../upstream/scrub.js';
 import { clientCloseCode, closeReason, inspectUpstreamEvent, mayCarryError, upstreamCloseCode, type HealthSignal } from './realtime-wire.js';
 
@@ -82,6 +83,7 @@ export class RealtimeSplice {
   private finished = false;
   private countedActive = false;
   private idleTimer: NodeJS.Timeout | null = null;
+  private readonly quiet: QuietWatch = { seenAtCheck: 0, quietSlices: 0 };
   private readonly startedAt: number;
   private readonly stats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, upstreamPauses: 0, clientPauses: 0 };
   private readonly maxBuffered: number;
@@ -117,8 +119,17 @@ export class RealtimeSplice {
     this.countedActive = true;
     this.deps.bus.emit({ type: 'gauge', name: 'realtime_sessions_active', delta: 1 });
     this.flowUpstream();
-    this.idleTimer = setTimeout(() => this.close(1000, 'idle timeout'), this.deps.config().websocket.idleTimeoutMs);
+    // websocket.idleTimeoutMs, watched against the frames both ways (quiet-watch.ts): a frame
+    // costs its count, not a timer re-arm.
+    this.idleTimer = setTimeout(RealtimeSplice.quietCheck, quietSliceMs(this.deps.config().websocket.idleTimeoutMs), this);
     this.idleTimer.unref();
+  }
+
+  /** One slice of websocket.idleTimeoutMs has passed: frames either way are the session's activity. */
+  private static quietCheck(splice: RealtimeSplice): void {
+    if (splice.finished) return;
+    if (quietAfterCheck(splice.quiet, splice.stats.framesIn + splice.stats.framesOut)) return splice.close(1000, 'idle timeout');
+    splice.idleTimer?.refresh();
   }
 
   /** The client socket went away before its upgrade completed. */
@@ -171,7 +182,6 @@ export class RealtimeSplice {
     this.stats.framesOut++;
     this.stats.bytesOut += data.length;
     this.deps.bus.emit({ type: 'realtime_traffic', direction: 'client_out', frames: 1, bytes: data.length });
-    this.idleTimer?.refresh();
     this.flowUpstream();
   }
 
@@ -226,7 +236,6 @@ export class RealtimeSplice {
     this.stats.framesIn++;
     this.stats.bytesIn += data.length;
     this.deps.bus.emit({ type: 'realtime_traffic', direction: 'client_in', frames: 1, bytes: data.length });
-    this.idleTimer?.refresh();
     this.flowClient();
   }
 

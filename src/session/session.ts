@@ -16,6 +16,7 @@ import { clientWritable, HttpBridge, type BridgeReason } from './bridge.js';
 import { ClientGone } from './client-gone.js';
 import { carriesError, classifyEvent, deferredResponseId, type ClassifiedEvent } from './events.js';
 import { parseClientFrame, type CreateFrame } from './frames.js';
+import { quietAfterCheck, quietSliceMs, type QuietWatch } from './quiet-watch.js';
 import { applyAccountAction, refusalError } from './outcomes.js';
 import type { RelayCore } from './core.js';
 
@@ -58,7 +59,7 @@ interface Presend {
  * one record. It ends once (endTurn), into `onEnd` — attempt()'s promise — or, with `onEnd` null,
  * into pinnedEnded: a pinned turn started in the tick its frame came in has no promise at all.
  */
-interface ActiveTurn {
+interface ActiveTurn extends QuietWatch {
   conn: UpstreamWs;
   /** Account, slot lease (released the moment the terminal event goes out; release is idempotent), decision. */
   outcome: Acquired;
@@ -66,15 +67,8 @@ interface ActiveTurn {
   ttftMs: number | null;
   forwarded: number;
   responseId: string | null;
-  /**
-   * websocket.upstreamIdleTimeoutMs, watched in QUIET_SLICES checks (see quietCheck): an event
-   * costs the turn nothing but its `forwarded` count, not a timer re-arm.
-   */
+  /** websocket.upstreamIdleTimeoutMs, watched against `forwarded` (quiet-watch.ts, ResponsesSession.quietCheck). */
   idleTimer: NodeJS.Timeout | null;
-  /** `forwarded` at the last quiet check. */
-  seenAtCheck: number;
-  /** Quiet checks in a row with no upstream event. */
-  quietSlices: number;
   onEnd: ((r: AttemptResult) => void) | null;
   /** The request's `store`: only a stored response's id is bound to the account (a `store:false` one lives on this socket alone). */
   store: boolean;
@@ -423,20 +417,10 @@ export class ResponsesSession implements UpstreamWsHandlers {
     if (!sent) this.endTurn(turn, { kind: 'failed_before_output', failure: connectFailure('upstream socket closed') });
   }
 
-  /**
-   * One slice of upstreamIdleTimeoutMs has passed. Re-arming a timer on every upstream event was
-   * ~2 % of the relay's busy time at 1,000 sessions (a timer list unlink and append per event);
-   * the check instead reads the turn's event count. QUIET_SLICES quiet slices in a row end the
-   * turn: never sooner than the timeout after the last event, at most one slice later.
-   */
+  /** One slice of upstreamIdleTimeoutMs has passed: the turn's forwarded events are its activity. */
   private static quietCheck(session: ResponsesSession, turn: ActiveTurn): void {
     if (session.turn !== turn) return;
-    if (turn.forwarded !== turn.seenAtCheck) {
-      turn.seenAtCheck = turn.forwarded;
-      turn.quietSlices = 0;
-    } else if (++turn.quietSlices >= QUIET_SLICES) {
-      return ResponsesSession.upstreamWentQuiet(session, turn);
-    }
+    if (quietAfterCheck(turn, turn.forwarded)) return ResponsesSession.upstreamWentQuiet(session, turn);
     turn.idleTimer?.refresh();
   }
 
@@ -760,7 +744,3 @@ async function releaseQuietly(lease: SlotLease): Promise<void> {
     // The store's own lease expiry frees it; never fail a turn over a release.
   }
 }
-
-/** upstreamIdleTimeoutMs is watched in this many checks: a quiet upstream is cut at most 1/8 of the timeout late. */
-const QUIET_SLICES = 8;
-const quietSliceMs = (timeoutMs: number): number => Math.max(1, Math.ceil(timeoutMs / QUIET_SLICES));

@@ -2,7 +2,7 @@
 // upgrade completes are held (bounded: the upstream is paused) and delivered in order; the slot is
 // released exactly once whichever side ends first.
 import { EventEmitter } from 'node:events';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { WebSocket } from 'ws';
 import { systemClock } from '../../src/clock.js';
 import type { Config } from '../../src/config/schema.js';
@@ -35,7 +35,7 @@ class FakeSocket extends EventEmitter {
   terminate(): void {}
 }
 
-function harness(maxBufferedBytes = 1000) {
+function harness(maxBufferedBytes = 1000, idleTimeoutMs = 60_000) {
   const upstream = new FakeSocket();
   const conn = {
     account: { id: 'acct' },
@@ -53,7 +53,7 @@ function harness(maxBufferedBytes = 1000) {
   const bus = new EventBus();
   const events: RelayEvent[] = [];
   bus.on((e) => events.push(e));
-  const config = { websocket: { maxBufferedBytes, idleTimeoutMs: 60_000 } } as unknown as Config;
+  const config = { websocket: { maxBufferedBytes, idleTimeoutMs } } as unknown as Config;
   const sink = new UpstreamSink();
   const fakeConn = conn as unknown as UpstreamWs;
   let onReleased = 0;
@@ -71,6 +71,33 @@ function harness(maxBufferedBytes = 1000) {
 const frame = (s: string) => Buffer.from(s);
 
 describe('realtime splice', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('closes an idle session once the idle timeout has passed since the last frame either way, never while frames flow', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const h = harness(1000, 800);
+    const splice = h.start();
+    const client = new FakeSocket();
+    splice.attachClient(client as unknown as WebSocket);
+    // Frames every 500 ms for 3 s, alternating directions: each gap is under the timeout.
+    for (let i = 0; i < 6; i++) {
+      vi.advanceTimersByTime(500);
+      if (i % 2 === 0) h.sink.onMessage(h.fakeConn, frame(`down-${i}`), false);
+      else client.emit('message', frame(`up-${i}`), true);
+    }
+    expect(client.closedWith).toBeNull();
+    // Then silence: not closed before the timeout, closed within one slice (1/8) after it.
+    vi.advanceTimersByTime(799);
+    expect(client.closedWith).toBeNull();
+    vi.advanceTimersByTime(101);
+    expect(client.closedWith).toBe(1000);
+    expect(h.conn.alive).toBe(false);
+    await splice.released;
+    expect(h.releases()).toBe(1);
+  });
+
   it('delivers frames that arrived before the splice and before the client, in order, text and binary kept', async () => {
     const h = harness();
     h.sink.onMessage(h.fakeConn, frame('{"type":"session.created"}'), false);
