@@ -78,7 +78,8 @@ export class HttpIngress {
   private readonly perKey = new Map<string, number>();
   private readonly throttle: AuthThrottle;
   private draining = false;
-  private sessionDeps: SessionDeps | null = null;
+  /** What every WebSocket session is given: one object for all of them (it holds no session's state). */
+  private readonly sessionDeps: SessionDeps;
   private httpInFlight = 0;
   private httpIdleWaiters: Array<() => void> = [];
 
@@ -96,6 +97,7 @@ export class HttpIngress {
       maxHeaderSize: cfg.http.maxHeaderBytes,
     };
     this.throttle = new AuthThrottle(() => deps.config().auth, () => deps.clock.now());
+    this.sessionDeps = this.newSessionDeps();
     this.server = tls ? https.createServer({ ...opts, cert: tls.cert, key: tls.key }) : http.createServer(opts);
     this.wss = new WebSocketServer({
       noServer: true,
@@ -260,7 +262,6 @@ export class HttpIngress {
     else this.perKey.set(keyHash, n);
   }
 
-  /** What every session is given: one object for all of them (it holds no session's state). */
   private newSessionDeps(): SessionDeps {
     // With the root logger: the session puts its id in its own lines. A pino child per session
     // would cost about a kilobyte of heap for as long as the session lives.
@@ -278,7 +279,7 @@ export class HttpIngress {
     const headers = sessionHeaders(req.headers);
     const id = newSessionId();
     const identity = { id, clientName: client.name, group: client.group, keyHash: client.keyHash, headers };
-    const session = new ResponsesSession(ws, identity, (this.sessionDeps ??= this.newSessionDeps()));
+    const session = new ResponsesSession(ws, identity, this.sessionDeps);
     this.sessions.add(session);
   }
 }
