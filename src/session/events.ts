@@ -4,6 +4,8 @@
 // id have it read from their head; only `error` and `response.failed` (or frames whose id is not
 // where OpenAI puts it) are parsed.
 
+import { ownCopy } from './ids.js';
+
 export type Outcome = 'completed' | 'failed' | 'incomplete' | 'cancelled' | 'error';
 
 /** Shared between calls for plain events: treat as read-only. */
@@ -130,13 +132,9 @@ type Frame = Buffer | string;
 function headResponseId(frame: Frame): string | null {
   const head = typeof frame === 'string' ? frame.slice(0, ID_HEAD) : frame.toString('utf8', 0, Math.min(frame.length, ID_HEAD));
   const id = ID_RE.exec(head)?.[1];
-  return id === undefined ? null : copyOut(id);
+  return id === undefined ? null : ownCopy(id);
 }
 
-/** A string of its own: `slice` of a long string is a view that keeps the whole of it alive. */
-function copyOut(s: string): string {
-  return Buffer.from(s, 'utf8').toString('utf8');
-}
 
 /** A JSON object (never an array or a scalar), or null for anything else or bad JSON. */
 export function parseObject(frame: Frame): Record<string, unknown> | null {
@@ -178,7 +176,7 @@ function plainEvent(type: string): ClassifiedEvent {
   let ev = plainCache.get(type);
   if (ev === undefined) {
     // Cached for good: a type sliced from SSE text must not keep that event's text alive.
-    type = copyOut(type);
+    type = ownCopy(type);
     ev = Object.freeze({ type, terminal: false, output: type.startsWith('response.'), outcome: null, responseId: null, idDeferred: false, error: null });
     if (plainCache.size < CACHE_MAX) plainCache.set(type, ev);
   }
