@@ -190,3 +190,14 @@ export async function withChildren(body: () => Promise<void>): Promise<void> {
     await stopAll();
   }
 }
+
+/**
+ * `--pin`: this driver and the load (the sim) on CPU 0, every relay under test on CPU 1, each
+ * process with all its threads (main, libuv pool, V8 helpers). Takes the kernel's placement out of
+ * the comparison, and gives a relay a core of its own, as in a deployment where clients and
+ * OpenAI are other machines.
+ */
+export function pinDriverAndRelays(loadPids: readonly number[], relayPids: readonly number[]): void {
+  const placement = [...[process.pid, ...loadPids].map((pid) => [pid, 0] as const), ...relayPids.map((pid) => [pid, 1] as const)];
+  for (const [pid, cpu] of placement) execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
+}

@@ -17,9 +17,8 @@
 // path instead of taking it from the load generator and the upstream, as in a deployment where
 // clients and OpenAI are other machines. By default all processes share both CPUs, which the
 // sim keeps busy, so a relay's rps is bounded by its CPU per request plus theirs.
-import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { BenchChild, withChildren } from './children.js';
+import { BenchChild, pinDriverAndRelays, withChildren } from './children.js';
 import { runHttpPhase, type HttpTarget } from './http-driver.js';
 import { median, percentiles, rotate, round } from './stats.js';
 
@@ -85,11 +84,7 @@ await withChildren(async () => {
     env: values['portkey-shim'] ? { BENCH_PORTKEY_SHIM: '1' } : {},
     echo: false,
   });
-  if (values.pin) {
-    for (const [pid, cpu] of [[process.pid, 0], [simChild.pid, 0], [relay.pid, 1], [bare.pid, 1], [portkey.pid, 1]] as const) {
-      execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
-    }
-  }
+  if (values.pin) pinDriverAndRelays([simChild.pid], [relay.pid, bare.pid, portkey.pid]);
   const acct = (n: number) => sim.accounts[n % sim.accounts.length];
   const targets: Record<TargetName, HttpTarget> = {
     direct: {

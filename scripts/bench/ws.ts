@@ -25,9 +25,8 @@
 // --with-floor adds the floor relay (bare-relay.ts --floor) as a fourth target beside Switchyard,
 // measured in the same runs: its floor_* figures say what of Switchyard's gap to the bare relay
 // any relay that checks its frames pays on this machine at that moment.
-import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { BenchChild, withChildren } from './children.js';
+import { BenchChild, pinDriverAndRelays, withChildren } from './children.js';
 import { median, percentiles, rotate, round } from './stats.js';
 import { runInterleaved, runWsPhase, type WsPhaseResult, type WsTarget } from './ws-driver.js';
 
@@ -170,15 +169,8 @@ await withChildren(async () => {
       })
     : null;
   if (values.profile) process.stderr.write(`[bench:ws] profiles in ${values.profile}: bare pid ${bare.pid}, ${relay.name} pid ${relay.pid}${floorRelay ? `, floor pid ${floorRelay.child.pid}` : ''}\n`);
-  if (values.pin) {
-    // The client driver and the sim share CPU 0; the relays under test have CPU 1 (every thread:
-    // main, libuv pool, V8 helpers), one at a time in the latency phase. Takes the kernel's
-    // placement out of the comparison.
-    const relays = [bare.pid, relay.pid, ...(floorRelay ? [floorRelay.child.pid] : [])];
-    for (const [pid, cpu] of [[process.pid, 0], [simChild.pid, 0], ...relays.map((p) => [p, 1] as const)] as const) {
-      execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
-    }
-  }
+  // The relays share CPU 1 but run one at a time in the latency phase.
+  if (values.pin) pinDriverAndRelays([simChild.pid], [bare.pid, relay.pid, ...(floorRelay ? [floorRelay.child.pid] : [])]);
   const all = targets(sim, bareInfo.port as number, relayInfo.port as number, standIn, floorRelay ? (floorRelay.info.port as number) : null);
   const servers: Record<TargetName, BenchChild | null> = { direct: null, bare, relay, floor: floorRelay?.child ?? null };
 
